@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .download import cached_download
 from .errors import CheckpointError, MinilthError
 from .model import BertConfig, BertPreTrainedModel, build_model, count_parameters, preset_names
 from .tokenizer import Tokenizer
 
 log = logging.getLogger("minilth")
 
-HUB = "https://huggingface.co/{repo}/resolve/main/{file}"
+HUB_URL = "https://huggingface.co"  # MINILTH_HUB_URL overrides it (a mirror, or a test server)
 # name -> (Hugging Face repository, weights file). Digests are not pinned: the hub serves them
 # per revision, and a wrong pinned digest would be worse than none.
 # Google's small BERTs are published as PyTorch .bin files.
@@ -56,10 +58,10 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
 
 
 def _download_checkpoint(name: str) -> Path:
-    from .download import cached_download
     repo, weights = KNOWN_CHECKPOINTS[name]
+    hub = os.environ.get("MINILTH_HUB_URL", HUB_URL).rstrip("/")
     for file in ("config.json", "vocab.txt", weights):
-        path = cached_download(HUB.format(repo=repo, file=file), subdir=f"checkpoints/{name}")
+        path = cached_download(f"{hub}/{repo}/resolve/main/{file}", subdir=f"checkpoints/{name}")
     return path.parent
 
 

@@ -31,3 +31,27 @@ def read_tsv_column_pairs(path: Path, first: str, second: str | None = None) -> 
     with open(path, encoding="utf-8-sig", newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     return [(row[first], row[second] if second else None) for row in rows]
+
+
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+            max_position_embeddings=128)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, minilm_path) -> Path:
+    """A tiny random BERT (2 layers, H 32) with the real uncased vocabulary, saved as a checkpoint folder."""
+    import json
+    import shutil
+
+    import torch
+
+    from minilth.model import BertConfig, BertForPreTraining
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    torch.manual_seed(1234)
+    config = BertConfig(**TINY)
+    model = BertForPreTraining(config)
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    (folder / "config.json").write_text(json.dumps(config.to_dict()))
+    shutil.copy(minilm_path / "vocab.txt", folder / "vocab.txt")
+    return folder

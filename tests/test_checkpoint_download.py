@@ -1,0 +1,46 @@
+"""Known checkpoint names download through minilth's downloader into the cache, and load."""
+import json
+
+import pytest
+import torch
+from http_server import serve
+
+from minilth.errors import DownloadError
+from minilth.weights import from_pretrained
+
+
+@pytest.fixture()
+def hub(tiny_checkpoint, monkeypatch, tmp_path):
+    """A local stand-in for the hub serving a tiny checkpoint under bert-base-uncased's paths."""
+    from safetensors.torch import save_file
+
+    state = torch.load(tiny_checkpoint / "pytorch_model.bin", weights_only=True)
+    save_file(state, tmp_path / "model.safetensors")
+    root = "/google-bert/bert-base-uncased/resolve/main/"
+    files = {root + "model.safetensors": (tmp_path / "model.safetensors").read_bytes(),
+             root + "config.json": (tiny_checkpoint / "config.json").read_bytes(),
+             root + "vocab.txt": (tiny_checkpoint / "vocab.txt").read_bytes()}
+    monkeypatch.setenv("MINILTH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MINILTH_OFFLINE", raising=False)
+    with serve(files, cut_after={root + "model.safetensors": 300_000}) as server:
+        monkeypatch.setenv("MINILTH_HUB_URL", server.base_url)
+        yield server, root
+
+
+def test_known_name_downloads_once_resumes_and_loads(hub, tiny_checkpoint, monkeypatch):
+    server, root = hub
+    model = from_pretrained("bert-base-uncased", head="pretraining")
+    assert model.load_report.missing == [] and model.load_report.unexpected == []
+    assert model.config.hidden_size == json.loads((tiny_checkpoint / "config.json").read_text())["hidden_size"]
+    assert server.ranges[root + "model.safetensors"], "the cut download must resume with a Range request"
+
+    monkeypatch.setenv("MINILTH_OFFLINE", "1")  # everything is cached now: no request at all
+    before = server.total_requests
+    from_pretrained("bert-base-uncased")
+    assert server.total_requests == before
+
+
+def test_offline_without_cache_is_a_clear_error(hub, monkeypatch):
+    monkeypatch.setenv("MINILTH_OFFLINE", "1")
+    with pytest.raises(DownloadError, match="MINILTH_OFFLINE=1"):
+        from_pretrained("bert-base-uncased")

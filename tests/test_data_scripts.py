@@ -1,0 +1,201 @@
+"""The data_scripts against a local mirror serving tiny archives in the real layouts."""
+import hashlib
+import importlib.util
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from http_server import serve
+from minilth import download as dl
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "data_scripts"
+
+MSR_HEADER = "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+MSR_TRAIN = MSR_HEADER + (
+    "1\t702876\t702977\tAmrozi accused his brother .\tReferring to him , Amrozi accused his brother .\n"
+    "0\t2108705\t2108831\tYucaipa owned Dominick 's .\tYucaipa bought Dominick 's in 1995 .\n"
+    "1\t1355540\t1355592\tHe said the pie business doesn 't fit .\tThe pie business does not fit .\n"
+    "0\t2029631\t2029565\tMagnarelli said Racicot hated it .\tHis wife said he was behind it .\n"
+)
+MSR_TEST = MSR_HEADER + (
+    "1\t1089874\t1089925\tPCCW 's chief operating officer .\tCurrent Chief Operating Officer .\n"
+    "0\t3019446\t3019327\tThe world 's two largest makers .\tDomestic sales at both firms .\n"
+)
+DEV_IDS = "1355540\t1355592\n2029631\t2029565\n"
+
+
+def load_script(name: str):
+    """Import data_scripts/<name>.py as a fresh module, the way `python data_scripts/<name>.py` runs it."""
+    spec = importlib.util.spec_from_file_location(f"data_script_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def zip_bytes(members: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, text in members.items():
+            zf.writestr(name, text)
+    return buffer.getvalue()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINILTH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MINILTH_OFFLINE", raising=False)
+    monkeypatch.setattr(dl, "RETRY_WAIT_S", 0.0)
+
+
+def serve_with_digests(module, monkeypatch, files: dict[str, bytes]):
+    """Serve `files` at the mirror's root, with the script's sha256 table set to their digests."""
+    monkeypatch.setattr(module, "SHA256", {name: sha(data) for name, data in files.items()})
+    return serve({f"/{name}": data for name, data in files.items()})
+
+
+# ---------------------------------------------------------------------------- GLUE
+
+
+GLUE_FILES = {
+    "RTE.zip": zip_bytes({"RTE/train.tsv": "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n",
+                          "RTE/dev.tsv": "index\tsentence1\tsentence2\tlabel\n0\tc\td\tnot_entailment\n",
+                          "RTE/test.tsv": "index\tsentence1\tsentence2\n0\te\tf\n"}),
+    "CoLA.zip": zip_bytes({"CoLA/": "", "CoLA/train.tsv": "gj04\t1\t\tOur friends won't buy this.\n",
+                           "CoLA/original/raw/in_domain_train.tsv": "raw\n"}),
+    "QQP-clean.zip": zip_bytes({"QQP/dev.tsv": "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"}),
+    "msr_paraphrase_train.txt": MSR_TRAIN.encode(),
+    "msr_paraphrase_test.txt": MSR_TEST.encode(),
+    "mrpc_dev_ids.tsv": DEV_IDS.encode(),
+}
+
+
+def test_glue_official_layout_and_second_run_makes_no_request(tmp_path, monkeypatch, capsys):
+    glue = load_script("download_glue")
+    out = tmp_path / "data"
+    with serve_with_digests(glue, monkeypatch, GLUE_FILES) as server:
+        argv = ["--tasks", "rte,CoLA", "qqp", "mrpc", "--out", str(out), "--base-url", server.base_url]
+        assert glue.main(argv) == 0
+        requests_after_first_run = server.total_requests
+        assert glue.main(argv) == 0
+        assert server.total_requests == requests_after_first_run == 6
+
+    assert sorted(p.name for p in (out / "glue").iterdir()) == ["CoLA", "MRPC", "QQP", "RTE"]
+    assert sorted(p.name for p in (out / "glue" / "RTE").iterdir()) == ["dev.tsv", "test.tsv", "train.tsv"]
+    assert (out / "glue" / "RTE" / "dev.tsv").read_text() == \
+        "index\tsentence1\tsentence2\tlabel\n0\tc\td\tnot_entailment\n"
+    assert (out / "glue" / "CoLA" / "train.tsv").read_text() == "gj04\t1\t\tOur friends won't buy this.\n"
+    assert (out / "glue" / "CoLA" / "original" / "raw" / "in_domain_train.tsv").read_text() == "raw\n"
+    assert (out / "glue" / "QQP" / "dev.tsv").is_file()
+    printed = capsys.readouterr().out
+    assert f"RTE: {out / 'glue' / 'RTE'}" in printed and f"MRPC: {out / 'glue' / 'MRPC'}" in printed
+
+
+def test_mrpc_split_matches_the_official_script(tmp_path, monkeypatch):
+    glue = load_script("download_glue")
+    with serve_with_digests(glue, monkeypatch, GLUE_FILES) as server:
+        assert glue.main(["--tasks", "MRPC", "--out", str(tmp_path), "--base-url", server.base_url]) == 0
+    mrpc = tmp_path / "glue" / "MRPC"
+    train_lines = MSR_TRAIN.splitlines(keepends=True)
+    # dev: the header, then the training pairs whose (id1, id2) is in dev_ids, in file order.
+    assert (mrpc / "dev.tsv").read_text(encoding="utf-8") == train_lines[0] + train_lines[3] + train_lines[4]
+    assert (mrpc / "train.tsv").read_text(encoding="utf-8") == train_lines[0] + train_lines[1] + train_lines[2]
+    assert (mrpc / "test.tsv").read_text(encoding="utf-8") == (
+        "index\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+        "0\t1089874\t1089925\tPCCW 's chief operating officer .\tCurrent Chief Operating Officer .\n"
+        "1\t3019446\t3019327\tThe world 's two largest makers .\tDomestic sales at both firms .\n")
+    # The same BOM-prefixed header as the real MRPC files shipped with the project.
+    assert (mrpc / "train.tsv").read_bytes().startswith(b"\xef\xbb\xbfQuality\t#1 ID")
+
+
+def test_glue_zip_slip_is_refused(tmp_path, monkeypatch, capsys):
+    glue = load_script("download_glue")
+    evil = {"RTE.zip": zip_bytes({"RTE/train.tsv": "ok\n", "RTE/../../../evil.txt": "owned\n"})}
+    out = tmp_path / "data"
+    with serve_with_digests(glue, monkeypatch, evil) as server:
+        assert glue.main(["--tasks", "RTE", "--out", str(out), "--base-url", server.base_url]) == 2
+    message = capsys.readouterr().err
+    assert message.count("\n") == 1 and "refusing" in message and "evil.txt" in message
+    assert list((out / "glue").iterdir()) == []  # neither RTE/ nor a half-unpacked folder
+    assert not list(tmp_path.rglob("evil.txt"))
+
+
+def test_glue_checksum_mismatch_and_unknown_task_are_one_line_errors(tmp_path, monkeypatch, capsys):
+    glue = load_script("download_glue")
+    with serve({"/RTE.zip": GLUE_FILES["RTE.zip"]}) as server:  # the official digest cannot match
+        assert glue.main(["--tasks", "RTE", "--out", str(tmp_path), "--base-url", server.base_url]) == 2
+    message = capsys.readouterr().err
+    assert message.count("\n") == 1 and "sha256 mismatch" in message and glue.SHA256["RTE.zip"] in message
+    assert not (tmp_path / "glue" / "RTE").exists()
+
+    assert glue.main(["--tasks", "RTE,SQuAD", "--out", str(tmp_path)]) == 2
+    message = capsys.readouterr().err
+    assert "unknown GLUE task 'SQuAD'" in message and "CoLA, SST-2, MRPC" in message
+
+
+def test_glue_task_names_resolve_in_any_spelling():
+    glue = load_script("download_glue")
+    assert glue.resolve_tasks(["sst2,sts-b", "STS", "mnli"]) == ["SST-2", "STS-B", "MNLI"]
+    assert glue.resolve_tasks(["all"]) == glue.ALL_TASKS
+    assert len(glue.ALL_TASKS) == 9 and set(glue.TASK_ARCHIVES) == set(glue.ALL_TASKS) - {"MRPC"}
+
+
+# ---------------------------------------------------------------------------- SQuAD
+
+
+def test_squad_files_and_second_run_makes_no_request(tmp_path, monkeypatch, capsys):
+    squad = load_script("download_squad")
+    files = {"train-v1.1.json": b'{"version": "1.1", "data": [{"title": "t"}]}',
+             "dev-v1.1.json": b'{"version": "1.1", "data": []}'}
+    with serve_with_digests(squad, monkeypatch, files) as server:
+        argv = ["--out", str(tmp_path / "data"), "--base-url", server.base_url]
+        assert squad.main(argv) == 0
+        assert squad.main(argv) == 0
+        assert server.total_requests == 2
+    for name, data in files.items():
+        assert (tmp_path / "data" / "squad" / name).read_bytes() == data
+    assert str(tmp_path / "data" / "squad" / "dev-v1.1.json") in capsys.readouterr().out
+
+
+def test_squad_missing_on_mirror_is_a_one_line_error(tmp_path, capsys):
+    squad = load_script("download_squad")
+    with serve({}) as server:
+        assert squad.main(["--out", str(tmp_path), "--base-url", server.base_url]) == 2
+    message = capsys.readouterr().err
+    assert message.count("\n") == 1 and "404" in message and "train-v1.1.json" in message
+
+
+# ---------------------------------------------------------------------------- WikiText
+
+
+@pytest.mark.parametrize("variant", ["103", "2"])
+def test_wikitext_layout_and_second_run_makes_no_request(tmp_path, monkeypatch, variant):
+    wikitext = load_script("download_wikitext")
+    folder = f"wikitext-{variant}-raw"
+    splits = {name: f" = Title {name} = \n text of {name} \n" for name in wikitext.SPLIT_FILES}
+    files = {f"{folder}-v1.zip": zip_bytes({f"{folder}/{name}": text for name, text in splits.items()})}
+    out = tmp_path / "data"
+    with serve_with_digests(wikitext, monkeypatch, files) as server:
+        argv = ["--variant", variant, "--out", str(out), "--base-url", server.base_url]
+        assert wikitext.main(argv) == 0
+        assert wikitext.main(argv) == 0
+        assert server.total_requests == 1
+    assert sorted(p.name for p in out.iterdir()) == [folder]
+    for name, text in splits.items():
+        assert (out / folder / name).read_text() == text
+
+
+def test_wikitext_zip_slip_is_refused(tmp_path, monkeypatch, capsys):
+    wikitext = load_script("download_wikitext")
+    files = {"wikitext-2-raw-v1.zip": zip_bytes({"wikitext-2-raw/wiki.train.raw": "x",
+                                                  "/etc/evil.raw": "owned"})}
+    with serve_with_digests(wikitext, monkeypatch, files) as server:
+        argv = ["--variant", "2", "--out", str(tmp_path / "data"), "--base-url", server.base_url]
+        assert wikitext.main(argv) == 2
+    assert "refusing" in capsys.readouterr().err
+    assert list((tmp_path / "data").iterdir()) == []
