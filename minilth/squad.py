@@ -1,0 +1,355 @@
+"""SQuAD v1.1: the reader, overlapping windows over long contexts, span post-processing, EM and F1.
+
+The data flow follows BERT's original run_squad.py (and Hugging Face's run_squad.py of the
+transformers 2.x era that the paper's reference code builds on):
+
+    question + context -> [CLS] question [SEP] context window [SEP], one feature per window
+    model -> start/end logits per token -> best valid span over all windows -> answer text
+    answer text vs. gold answers -> exact match and F1, the official evaluate-v1.1.py logic
+
+Character offsets come from the `tokenizers` backend and refer to the ORIGINAL context string, so
+an answer is cut out of the context exactly as written (accents, CJK and emoji included), even
+though the normalizer lower-cases and strips accents before WordPiece sees the text.
+"""
+from __future__ import annotations
+
+import json
+import re
+import string
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .errors import DataError
+
+DOWNLOAD_HINT = "python data_scripts/download_squad.py"
+
+
+@dataclass
+class SquadExample:
+    """One question about one context, with every gold answer (v1.1 dev has several per question)."""
+
+    qid: str
+    question: str
+    context: str
+    answers: list[str]  # gold answer texts
+    answer_starts: list[int]  # character index of each answer in `context`
+    title: str = ""
+
+
+@dataclass
+class SquadDataset:
+    """Examples, their window features, and the per-feature data that post-processing needs.
+
+    `features[i]` is a plain dict that `minilth.data.collate` can batch. The lists below are
+    parallel to `features` and stay out of the batches:
+    `offsets[i][t]` is the (start, end) character span of token t in its example's context,
+    None for question, special and padding tokens; `feature_example[i]` is the example index;
+    `max_context[i][t]` says whether window i is the one where context token t has the most
+    context on both sides (BERT's rule for tokens that appear in several windows).
+    """
+
+    examples: list[SquadExample]
+    features: list[dict] = field(default_factory=list)
+    offsets: list[list[tuple[int, int] | None]] = field(default_factory=list)
+    feature_example: list[int] = field(default_factory=list)
+    max_context: list[list[bool]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the official JSON
+
+
+def read_squad(path: str | Path) -> list[SquadExample]:
+    """Returns every question of a SQuAD v1.1 JSON file (data -> paragraphs -> qas) as examples.
+
+    Each answer's `answer_start` must point at its text in the context; a row where it does not
+    raises DataError naming the file and the question id.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no SQuAD file at {path}: download SQuAD v1.1 with `{DOWNLOAD_HINT}`")
+    try:
+        with open(path, encoding="utf-8") as f:
+            articles = json.load(f)["data"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+        raise DataError(f"{path} is not a SQuAD v1.1 JSON file ({error}): re-download it with "
+                        f"`{DOWNLOAD_HINT}`") from None
+    examples = []
+    for article in articles:
+        for paragraph in article["paragraphs"]:
+            context = paragraph["context"]
+            for qa in paragraph["qas"]:
+                examples.append(_read_question(path, article.get("title", ""), context, qa))
+    return examples
+
+
+def _read_question(path: Path, title: str, context: str, qa: dict) -> SquadExample:
+    """Returns one example, after checking that every answer sits where answer_start says."""
+    qid = str(qa.get("id", "?"))
+    answers = qa.get("answers") or []
+    if not answers:
+        raise DataError(f"{path}: question {qid} has no answer; unanswerable (SQuAD v2.0) "
+                        f"questions are not supported, use the v1.1 files")
+    texts, starts = [], []
+    for answer in answers:
+        text, start = answer["text"], int(answer["answer_start"])
+        if context[start:start + len(text)] != text:
+            raise DataError(f"{path}: question {qid}: answer {text!r} is not at character {start} "
+                            f"of its context; the file is corrupt, re-download it")
+        texts.append(text)
+        starts.append(start)
+    return SquadExample(qid, qa["question"], context, texts, starts, title)
+
+
+# ---------------------------------------------------------------------------------------------
+# Windows
+
+
+def load_squad(path: str | Path, tokenizer, max_length: int = 384, doc_stride: int = 128,
+               max_query_length: int = 64, max_examples: int | None = None,
+               training: bool = False) -> SquadDataset:
+    """Returns a SquadDataset: the file's examples and one feature per context window.
+
+    A feature is [CLS] question [SEP] window [SEP], at most `max_length` tokens, the question
+    cut to `max_query_length` tokens. `doc_stride` has the meaning of BERT's original
+    run_squad.py: it is the STEP between the starts of consecutive windows (in context tokens),
+    so windows overlap by (window length - doc_stride) tokens. (Hugging Face's `stride` argument
+    is the overlap instead.) Every context token lies in at least one window.
+
+    training=True: features carry start_positions/end_positions, the token indices of the first
+    answer, or 0 ([CLS]) for both when the answer is not entirely inside the window.
+    training=False: features carry "example_index" so that `postprocess` can group windows.
+    """
+    if doc_stride < 1:
+        raise ValueError(f"doc_stride must be at least 1 token, got {doc_stride}")
+    if max_query_length + 3 >= max_length:
+        raise ValueError(f"max_length {max_length} leaves no room for the context after a question "
+                         f"of up to {max_query_length} tokens and 3 special tokens: raise max_length")
+    examples = read_squad(path)
+    if max_examples is not None:
+        examples = examples[:max_examples]
+    dataset = SquadDataset(examples)
+
+    backend = tokenizer.backend
+    questions = backend.encode_batch([e.question for e in examples], add_special_tokens=False)
+    unique_contexts = list(dict.fromkeys(e.context for e in examples))  # paragraphs repeat per question
+    context_encodings = dict(zip(unique_contexts,
+                                 backend.encode_batch(unique_contexts, add_special_tokens=False)))
+    for index, example in enumerate(tqdm(examples, desc=f"SQuAD windows {Path(path).name}",
+                                         disable=len(examples) < 1000)):
+        question_ids = questions[index].ids[:max_query_length]
+        context = context_encodings[example.context]
+        _add_windows(dataset, index, tokenizer, question_ids, context.ids, context.offsets,
+                     max_length, doc_stride, training)
+    return dataset
+
+
+def _add_windows(dataset: SquadDataset, example_index: int, tokenizer, question_ids: list[int],
+                 context_ids: list[int], context_offsets: list[tuple[int, int]], max_length: int,
+                 doc_stride: int, training: bool) -> None:
+    """Appends one feature per window of the context to `dataset`."""
+    window_length = max_length - len(question_ids) - 3
+    spans = window_spans(len(context_ids), window_length, doc_stride)
+    prefix = [tokenizer.cls_id, *question_ids, tokenizer.sep_id]
+    example = dataset.examples[example_index]
+    answer_tokens = _answer_token_span(context_offsets, example.answer_starts[0],
+                                       example.answer_starts[0] + len(example.answers[0]))
+    for span_index, (start, length) in enumerate(spans):
+        window = range(start, start + length)
+        input_ids = prefix + [context_ids[t] for t in window] + [tokenizer.sep_id]
+        feature = {
+            "input_ids": input_ids,
+            "token_type_ids": [0] * len(prefix) + [1] * (length + 1),
+            "attention_mask": [1] * len(input_ids),
+        }
+        if training:
+            feature["start_positions"], feature["end_positions"] = _window_targets(
+                answer_tokens, start, length, len(prefix))
+        else:
+            feature["example_index"] = example_index
+        dataset.features.append(feature)
+        dataset.offsets.append([None] * len(prefix) + [tuple(context_offsets[t]) for t in window] + [None])
+        dataset.max_context.append([False] * len(prefix)
+                                   + [_is_max_context(spans, span_index, t) for t in window] + [False])
+        dataset.feature_example.append(example_index)
+
+
+def window_spans(num_tokens: int, window_length: int, doc_stride: int) -> list[tuple[int, int]]:
+    """Returns (start, length) of each window over `num_tokens` context tokens, as BERT does.
+
+    Windows start every `doc_stride` tokens (fewer if a window is shorter than the stride, so no
+    token is skipped) until one reaches the end. An empty context still gets one empty window, so
+    that every example has a feature and a prediction.
+    """
+    spans, start = [], 0
+    while True:
+        length = min(num_tokens - start, window_length)
+        spans.append((start, length))
+        if start + length >= num_tokens:
+            return spans
+        start += min(length, doc_stride)
+
+
+def _is_max_context(spans: list[tuple[int, int]], span_index: int, position: int) -> bool:
+    """Whether window `span_index` gives token `position` the most context (BERT's _check_is_max_context).
+
+    The score is min(tokens to the left, tokens to the right) + 0.01 * window length; ties go to
+    the earliest window.
+    """
+    best_score, best_index = None, None
+    for index, (start, length) in enumerate(spans):
+        end = start + length - 1
+        if not start <= position <= end:
+            continue
+        score = min(position - start, end - position) + 0.01 * length
+        if best_score is None or score > best_score:
+            best_score, best_index = score, index
+    return best_index == span_index
+
+
+def _answer_token_span(offsets: list[tuple[int, int]], char_start: int,
+                       char_end: int) -> tuple[int, int] | None:
+    """Returns the first and last context token overlapping characters [char_start, char_end).
+
+    None when no token overlaps (an answer made only of characters the normalizer removes).
+    A token that straddles the answer's edge is included, so the span is the answer widened to
+    word-piece boundaries.
+    """
+    overlapping = [t for t, (start, end) in enumerate(offsets) if start < char_end and end > char_start]
+    if not overlapping:
+        return None
+    return overlapping[0], overlapping[-1]
+
+
+def _window_targets(answer_tokens: tuple[int, int] | None, window_start: int, window_length: int,
+                    prefix_length: int) -> tuple[int, int]:
+    """Returns (start, end) token indices of the answer in a feature, (0, 0) = [CLS] when outside."""
+    if answer_tokens is None:
+        return 0, 0
+    first, last = answer_tokens
+    if first < window_start or last >= window_start + window_length:
+        return 0, 0
+    return first - window_start + prefix_length, last - window_start + prefix_length
+
+
+# ---------------------------------------------------------------------------------------------
+# From logits to answers
+
+
+def postprocess(dataset: SquadDataset, start_logits: Sequence, end_logits: Sequence, n_best: int = 20,
+                max_answer_length: int = 30, use_max_context: bool = True) -> dict[str, str]:
+    """Returns {question id: predicted answer text}, the best span over all windows of each question.
+
+    `start_logits[i]` / `end_logits[i]` are the logits of feature i (a row of a tensor or array,
+    possibly right-padded; padding is ignored). In each window the `n_best` highest start and end
+    tokens are paired; a pair is skipped when either token is outside the context, end < start,
+    the span is longer than `max_answer_length` tokens, or (use_max_context, as BERT and the
+    reference run_squad.py do) the start token has more context in another window. The best pair
+    by start + end logit wins; its text is cut from the original context by character offsets.
+    A question with no valid span gets "".
+    """
+    if len(start_logits) != len(dataset.features) or len(end_logits) != len(dataset.features):
+        raise ValueError(f"got logits for {len(start_logits)}/{len(end_logits)} features, the dataset "
+                         f"has {len(dataset.features)}: pass one row per feature, in order")
+    best: dict[int, tuple[float, str]] = {}
+    for i in range(len(dataset.features)):
+        example_index = dataset.feature_example[i]
+        candidate = _best_span_in_window(dataset, i, _as_numpy(start_logits[i]), _as_numpy(end_logits[i]),
+                                         n_best, max_answer_length, use_max_context)
+        if candidate is not None and (example_index not in best or candidate[0] > best[example_index][0]):
+            best[example_index] = candidate
+    return {example.qid: best[index][1] if index in best else ""
+            for index, example in enumerate(dataset.examples)}
+
+
+def _best_span_in_window(dataset: SquadDataset, feature_index: int, start_logits: np.ndarray,
+                         end_logits: np.ndarray, n_best: int,
+                         max_answer_length: int, use_max_context: bool) -> tuple[float, str] | None:
+    """Returns (score, text) of the best valid span in one window, or None when there is none."""
+    offsets = dataset.offsets[feature_index]
+    max_context = dataset.max_context[feature_index]
+    length = len(offsets)  # logits beyond it are batch padding
+    start_logits, end_logits = start_logits[:length], end_logits[:length]
+    top_starts = np.argsort(-start_logits, kind="stable")[:n_best]
+    top_ends = np.argsort(-end_logits, kind="stable")[:n_best]
+    best = None
+    for start in top_starts:
+        if offsets[start] is None or (use_max_context and not max_context[start]):
+            continue
+        for end in top_ends:
+            if offsets[end] is None or end < start or end - start + 1 > max_answer_length:
+                continue
+            score = float(start_logits[start] + end_logits[end])
+            if best is None or score > best[0]:
+                context = dataset.examples[dataset.feature_example[feature_index]].context
+                best = (score, context[offsets[start][0]:offsets[end][1]])
+    return best
+
+
+def _as_numpy(row) -> np.ndarray:
+    """Returns a 1-D float64 array from a tensor row (any device), array or list."""
+    if hasattr(row, "detach"):
+        row = row.detach().float().cpu().numpy()
+    return np.asarray(row, dtype=np.float64).reshape(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The official v1.1 metrics (evaluate-v1.1.py), rewritten
+
+
+def normalize_answer(text: str) -> str:
+    """Returns the text lower-cased, without punctuation, without a/an/the, with single spaces."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+_PUNCTUATION = frozenset(string.punctuation)  # ASCII only, as in the official script
+
+
+def exact_match(prediction: str, truths: Sequence[str]) -> float:
+    """Returns 1.0 when the normalized prediction equals any normalized gold answer, else 0.0."""
+    return max(float(normalize_answer(prediction) == normalize_answer(truth)) for truth in truths)
+
+
+def f1(prediction: str, truths: Sequence[str]) -> float:
+    """Returns the best token-level F1 (0-1) of the prediction against any gold answer."""
+    return max(_f1_one(prediction, truth) for truth in truths)
+
+
+def _f1_one(prediction: str, truth: str) -> float:
+    """Returns token-level F1 between two answers, tokens counted with multiplicity."""
+    predicted_tokens = normalize_answer(prediction).split()
+    truth_tokens = normalize_answer(truth).split()
+    common = Counter(predicted_tokens) & Counter(truth_tokens)
+    num_same = sum(common.values())
+    if num_same == 0:
+        return 0.0
+    precision = num_same / len(predicted_tokens)
+    recall = num_same / len(truth_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_metrics(predictions: dict[str, str], examples: Sequence[SquadExample]) -> dict[str, float]:
+    """Returns {"exact_match", "f1"} in percent (0-100) over all examples.
+
+    As in the official script, a question without a prediction counts as 0 for both.
+    """
+    if not examples:
+        raise DataError("no SQuAD examples to score: check the dev file and max_examples")
+    em_total = f1_total = 0.0
+    for example in examples:
+        if example.qid not in predictions:
+            continue
+        em_total += exact_match(predictions[example.qid], example.answers)
+        f1_total += f1(predictions[example.qid], example.answers)
+    return {"exact_match": 100.0 * em_total / len(examples), "f1": 100.0 * f1_total / len(examples)}
