@@ -50,6 +50,8 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     path = Path(name_or_path).expanduser()
     if path.exists():
         return path
+    if Path(f"{path}.index").is_file():  # a TF checkpoint prefix, e.g. folder/bert_model.ckpt
+        return Path(f"{path}.index")
     name = str(name_or_path)
     if name.split("/")[-1] in KNOWN_CHECKPOINTS:
         return _download_checkpoint(name.split("/")[-1])
