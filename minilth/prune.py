@@ -1,0 +1,432 @@
+"""The IMP module: which weights may be pruned, the Mask, magnitude and random pruning, rewinding.
+
+A mask is a dict keyed by state-dict name, True = kept:
+`mask["bert.encoder.layer.3.attention.self.query.weight"]  # (768, 768) bool`.
+Iterative magnitude pruning (IMP), as in the paper, is these functions called in a loop:
+
+    theta_0 = snapshot(model)
+    mask = Mask.dense(model)
+    for sparsity in sparsity_schedule(0.9):          # 0.1, 0.2, ..., 0.9 of the ORIGINAL weights
+        finetune(model, keep_zeros=mask.bind(model))
+        mask = magnitude_prune(model, mask, sparsity)
+        rewind(model, theta_0, mask)
+
+Everything works on any nn.Module or state dict with Hugging Face BERT parameter names, with or
+without the `bert.` prefix of the headed models.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import MinilthError
+
+
+class MaskError(MinilthError, ValueError):
+    """A mask does not fit a model, a mask file is unreadable, or a pruning request is impossible."""
+
+
+# The prunable set, declared once. The paper prunes the 6 matrices of every encoder layer
+# (72 in BERT-base) plus the pooler: 73 matrices, about 85M weights. Never pruned: biases,
+# LayerNorms, task heads; embeddings only on request.
+ENCODER_PATTERN = (r"encoder\.layer\.\d+\."
+                   r"(attention\.self\.(query|key|value)|attention\.output\.dense|intermediate\.dense|output\.dense)"
+                   r"\.weight")
+POOLER_PATTERN = r"pooler\.dense\.weight"
+EMBEDDINGS_PATTERN = r"embeddings\.(word|position|token_type)_embeddings\.weight"
+
+MASK_FILE_FORMAT = "minilth-mask"
+MASK_FILE_VERSION = 1
+
+TensorsLike = nn.Module | Mapping[str, torch.Tensor]
+
+
+# ---------------------------------------------------------------------------------------------
+# Names and tensors
+# ---------------------------------------------------------------------------------------------
+
+def _first_few(items: list[str], count: int = 3) -> str:
+    """Returns the first `count` items joined for a one-line message, with '...' when there are more."""
+    return "; ".join(items[:count]) + ("; ..." if len(items) > count else "")
+
+
+def _named_tensors(model_or_sd: TensorsLike) -> dict[str, torch.Tensor]:
+    """Returns name -> tensor; for a module the live parameters and buffers (writing them changes the model)."""
+    if isinstance(model_or_sd, nn.Module):
+        tensors = dict(model_or_sd.named_buffers())
+        tensors.update(model_or_sd.named_parameters(remove_duplicate=False))  # tied weights under every name
+        return tensors
+    if isinstance(model_or_sd, Mapping):
+        return dict(model_or_sd)
+    raise MaskError(f"expected an nn.Module or a state dict, got {type(model_or_sd).__name__}")
+
+
+def prunable_names(model_or_sd: TensorsLike, include_embeddings: bool = False,
+                   include_pooler: bool = True) -> list[str]:
+    """Returns the names of the prunable weight matrices, in the model's order (73 for BERT-base by default)."""
+    parts = [ENCODER_PATTERN]
+    if include_pooler:
+        parts.append(POOLER_PATTERN)
+    if include_embeddings:
+        parts.append(EMBEDDINGS_PATTERN)
+    pattern = re.compile(r"^(bert\.)?(" + "|".join(parts) + r")$")
+    all_names = list(_named_tensors(model_or_sd))
+    names = [name for name in all_names if pattern.match(name)]
+    if not names:
+        seen = ", ".join(all_names[:3]) or "nothing"
+        raise MaskError(f"no prunable weights found (names like 'bert.encoder.layer.0.attention.self.query.weight' "
+                        f"expected, got {seen}); pass a BERT model or its state dict")
+    return names
+
+
+def is_head(name: str) -> bool:
+    """Returns True for a task-head parameter of a headed model: a name outside `bert.` (classifier, cls, ...)."""
+    return not name.startswith("bert.")
+
+
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Returns a detached CPU copy of the model's state dict (theta_0 or theta_i for rewinding)."""
+    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# The mask
+# ---------------------------------------------------------------------------------------------
+
+class Mask:
+    """A pruning mask: name -> bool tensor of the weight's shape, True = kept, False = pruned (stored on CPU)."""
+
+    def __init__(self, flags: Mapping[str, torch.Tensor]):
+        if not flags:
+            raise MaskError("a mask needs at least one tensor")
+        self.flags: dict[str, torch.Tensor] = {}
+        for name, flag in flags.items():
+            if not isinstance(flag, torch.Tensor) or flag.dtype != torch.bool:
+                raise MaskError(f"mask entry '{name}' must be a bool tensor, got "
+                                f"{getattr(flag, 'dtype', type(flag).__name__)}")
+            self.flags[name] = flag.detach().to("cpu")
+
+    @classmethod
+    def dense(cls, model_or_sd: TensorsLike, names: list[str] | None = None) -> "Mask":
+        """Returns an all-ones mask (sparsity 0) over `names`, by default the prunable set."""
+        tensors = _named_tensors(model_or_sd)
+        names = prunable_names(model_or_sd) if names is None else names
+        missing = [name for name in names if name not in tensors]
+        if missing:
+            raise MaskError(f"the model has no tensor named {', '.join(missing[:3])}; check the names")
+        return cls({name: torch.ones(tensors[name].shape, dtype=torch.bool) for name in names})
+
+    # -- dict-like access --
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.flags[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.flags
+
+    def __iter__(self):
+        return iter(self.flags)
+
+    def __len__(self) -> int:
+        return len(self.flags)
+
+    def names(self) -> list[str]:
+        """Returns the masked tensor names, in order."""
+        return list(self.flags)
+
+    def items(self):
+        return self.flags.items()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mask):
+            return NotImplemented
+        return (self.names() == other.names()
+                and all(torch.equal(self[name], other[name]) for name in self.flags))
+
+    def __repr__(self) -> str:
+        return f"Mask({len(self)} tensors, {self.num_total:,} weights, sparsity {self.sparsity:.4f})"
+
+    # -- counts --
+    @property
+    def num_total(self) -> int:
+        """Number of weights under the mask."""
+        return sum(flag.numel() for flag in self.flags.values())
+
+    @property
+    def num_kept(self) -> int:
+        """Number of weights kept (True)."""
+        return sum(int(torch.count_nonzero(flag)) for flag in self.flags.values())
+
+    @property
+    def num_pruned(self) -> int:
+        """Number of weights pruned (False)."""
+        return self.num_total - self.num_kept
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of pruned weights over the masked set, the number the paper reports."""
+        return self.num_pruned / self.num_total
+
+    def pruned_count(self, name: str) -> int:
+        """Returns the number of pruned weights in one tensor."""
+        return self.flags[name].numel() - int(torch.count_nonzero(self.flags[name]))
+
+    def per_tensor_sparsity(self) -> dict[str, float]:
+        """Returns name -> fraction of that tensor's weights that are pruned."""
+        return {name: 1.0 - int(torch.count_nonzero(flag)) / flag.numel() for name, flag in self.flags.items()}
+
+    # -- using the mask on a model --
+    def check_fits(self, model_or_sd: TensorsLike) -> None:
+        """Returns None when every masked name exists in the model with the same shape; raises MaskError otherwise."""
+        tensors = _named_tensors(model_or_sd)
+        missing = [name for name in self.flags if name not in tensors]
+        wrong = [f"{name} mask {tuple(flag.shape)} vs model {tuple(tensors[name].shape)}"
+                 for name, flag in self.flags.items() if name in tensors and flag.shape != tensors[name].shape]
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} names missing ({_first_few(missing)})")
+        if wrong:
+            problems.append(f"{len(wrong)} shape mismatches ({_first_few(wrong)})")
+        if problems:
+            raise MaskError(f"mask was made for another model: {'; '.join(problems)}")
+
+    def apply_to(self, model_or_sd: TensorsLike) -> None:
+        """Returns None; zeroes the pruned weights of the model (or state dict tensors) in place."""
+        self.bind(model_or_sd)()
+
+    def bind(self, model_or_sd: TensorsLike) -> Callable[[], None]:
+        """Returns a function zeroing the pruned weights in one `_foreach_mul_`; call it after each optimizer step."""
+        self.check_fits(model_or_sd)
+        tensors = _named_tensors(model_or_sd)
+        weights = [tensors[name] for name in self.flags]
+        # The float masks are built once, on the weights' device and dtype, so each call is one fused multiply.
+        factors = [flag.to(device=w.device, dtype=w.dtype) for flag, w in zip(self.flags.values(), weights)]
+
+        def zero_pruned_weights() -> None:
+            with torch.no_grad():
+                torch._foreach_mul_(weights, factors)
+
+        return zero_pruned_weights
+
+    # -- files --
+    def save(self, path: str | Path) -> Path:
+        """Returns the path written: names, shapes and 1 bit per weight (np.packbits), via a temp file + os.replace."""
+        path = Path(path)
+        packed = [torch.from_numpy(np.packbits(flag.numpy().reshape(-1))) for flag in self.flags.values()]
+        payload = {
+            "format": MASK_FILE_FORMAT,
+            "version": MASK_FILE_VERSION,
+            "names": self.names(),
+            "shapes": [list(flag.shape) for flag in self.flags.values()],
+            "num_kept": [int(torch.count_nonzero(flag)) for flag in self.flags.values()],  # checked on load
+            "packed": packed,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        try:
+            torch.save(payload, temp)
+            os.replace(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Mask":
+        """Returns the mask saved at `path` by Mask.save; raises MaskError for a missing, corrupt or foreign file."""
+        path = Path(path)
+        if not path.is_file():
+            raise MaskError(f"mask file {path} does not exist; write one with Mask.save")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises many kinds for a damaged zip or pickle
+            raise MaskError(f"{path} is not a readable minilth mask file ({type(error).__name__}); "
+                            f"re-create it with Mask.save") from None
+        return cls._from_payload(payload, path)
+
+    @classmethod
+    def _from_payload(cls, payload: object, path: Path) -> "Mask":
+        if not isinstance(payload, dict) or payload.get("format") != MASK_FILE_FORMAT:
+            raise MaskError(f"{path} is not a minilth mask file; re-create it with Mask.save")
+        if payload.get("version") != MASK_FILE_VERSION:
+            raise MaskError(f"{path} has mask format version {payload.get('version')}, this minilth reads "
+                            f"{MASK_FILE_VERSION}; re-create it with this version")
+        flags = {}
+        for name, shape, kept, packed in zip(payload["names"], payload["shapes"], payload["num_kept"],
+                                             payload["packed"], strict=True):
+            numel = int(np.prod(shape))
+            if packed.dtype != torch.uint8 or packed.numel() != (numel + 7) // 8:
+                raise MaskError(f"{path} is corrupt: entry '{name}' has the wrong size; re-create it with Mask.save")
+            bits = np.unpackbits(packed.numpy(), count=numel).astype(bool)
+            flag = torch.from_numpy(bits).reshape(shape)
+            if int(torch.count_nonzero(flag)) != kept:
+                raise MaskError(f"{path} is corrupt: entry '{name}' has {int(torch.count_nonzero(flag))} kept weights, "
+                                f"expected {kept}; re-create it with Mask.save")
+            flags[name] = flag
+        return cls(flags)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pruning
+# ---------------------------------------------------------------------------------------------
+
+def _count_for(target_sparsity: float, total: int) -> int:
+    """Returns the exact number of pruned weights for a sparsity: round(target * total)."""
+    if not isinstance(target_sparsity, (int, float)) or not 0.0 <= target_sparsity < 1.0:
+        raise MaskError(f"target sparsity must be in [0, 1), got {target_sparsity!r}")
+    return int(round(target_sparsity * total))
+
+
+def _kth_smallest(scores: torch.Tensor, k: int) -> float:
+    """Returns the k-th smallest value (1-based) of a 1-D tensor."""
+    if scores.device.type == "cpu":
+        # numpy's introselect is ~3x faster than torch.kthvalue on CPU and needs no index tensor.
+        values = scores.numpy().copy()
+        values.partition(k - 1)
+        return float(values[k - 1])
+    return float(torch.kthvalue(scores, k).values)
+
+
+def _keep_largest(scores: torch.Tensor, num_pruned: int) -> torch.Tensor:
+    """Returns a bool vector keeping all but the `num_pruned` smallest scores; ties go by index (lower pruned first)."""
+    if num_pruned == 0:
+        return torch.ones_like(scores, dtype=torch.bool)  # (N,)
+    threshold = _kth_smallest(scores, num_pruned)
+    keep = scores > threshold  # (N,)
+    ties = torch.nonzero(scores == threshold).flatten()  # (n_ties,)
+    still_to_prune = num_pruned - int(torch.count_nonzero(scores < threshold))
+    keep[ties[still_to_prune:]] = True  # of the ties, the first `still_to_prune` in index order are pruned
+    return keep
+
+
+def _scores_of(tensors: dict[str, torch.Tensor], mask: Mask) -> list[torch.Tensor]:
+    """Returns flat float32 |w| per masked tensor, with already-pruned weights set to -1 so they stay pruned."""
+    scores = []
+    for name, flag in mask.items():
+        weight = tensors[name].detach()
+        score = weight.abs().float().flatten()  # (numel,)
+        if not torch.isfinite(score).all():
+            raise MaskError(f"weight '{name}' contains NaN or inf; magnitude pruning needs finite weights")
+        score[~flag.flatten().to(score.device)] = -1.0
+        scores.append(score)
+    return scores
+
+
+def _prune_by_scores(scores: list[torch.Tensor], mask: Mask, num_pruned: int) -> Mask:
+    """Returns a new mask pruning the `num_pruned` smallest scores over all tensors together."""
+    if num_pruned < mask.num_pruned:
+        raise MaskError(f"target sparsity {num_pruned / mask.num_total:.4f} is below the mask's current sparsity "
+                        f"{mask.sparsity:.4f}; pruned weights cannot come back, ask for a higher target")
+    keep = _keep_largest(torch.cat(scores), num_pruned).cpu()  # (N,)
+    pieces = torch.split(keep, [flag.numel() for flag in mask.flags.values()])
+    return Mask({name: piece.reshape(flag.shape) for (name, flag), piece in zip(mask.items(), pieces)})
+
+
+def magnitude_prune(model_or_sd: TensorsLike, mask: Mask, target_sparsity: float) -> Mask:
+    """Returns a new mask with global magnitude pruning to exactly round(target * total) zeros over the masked set.
+
+    Among the weights `mask` still keeps, the smallest |w| across all masked tensors together are
+    dropped; already-pruned weights stay pruned. Ties at the threshold are broken by position: the
+    tensors in the mask's order, each flattened row-major, lower positions pruned first.
+    """
+    mask.check_fits(model_or_sd)
+    num_pruned = _count_for(target_sparsity, mask.num_total)
+    scores = _scores_of(_named_tensors(model_or_sd), mask)
+    return _prune_by_scores(scores, mask, num_pruned)
+
+
+def oneshot_prune(theta0: TensorsLike, target_sparsity: float, names: list[str] | None = None) -> Mask:
+    """Returns the one-shot magnitude-pruning mask of theta_0 itself (the paper's one-shot control)."""
+    return magnitude_prune(theta0, Mask.dense(theta0, names), target_sparsity)
+
+
+def random_prune(model_or_sd: TensorsLike, mask: Mask, target_sparsity: float | None = None, *,
+                 seed: int = 0, generator: torch.Generator | None = None,
+                 layerwise_like: Mask | None = None) -> Mask:
+    """Returns a new mask pruning uniformly random kept weights, to `target_sparsity` globally or like `layerwise_like`.
+
+    With `layerwise_like`, each tensor is pruned to that mask's sparsity of the same tensor.
+    Already-pruned weights of `mask` stay pruned (start from Mask.dense for a fresh random mask).
+    Counts are exact: globally round(target * total); layer-wise each tensor gets exactly as many
+    zeros as the same tensor of `layerwise_like`. `generator` wins over `seed` when both are given.
+    """
+    mask.check_fits(model_or_sd)
+    if (target_sparsity is None) == (layerwise_like is None):
+        raise MaskError("give exactly one of target_sparsity (global) or layerwise_like (per tensor)")
+    if generator is None:
+        generator = torch.Generator().manual_seed(seed)
+    # Random pruning is magnitude pruning of random scores: the same exact-count machinery.
+    scores = []
+    for flag in mask.flags.values():
+        score = torch.rand(flag.numel(), generator=generator)  # (numel,)
+        score[~flag.flatten()] = -1.0
+        scores.append(score)
+    if layerwise_like is None:
+        return _prune_by_scores(scores, mask, _count_for(target_sparsity, mask.num_total))
+    if layerwise_like.names() != mask.names():
+        raise MaskError("layerwise_like must mask the same tensors as mask, in the same order")
+    flags = {}
+    for score, (name, flag) in zip(scores, mask.items()):
+        one = Mask({name: flag})
+        flags[name] = _prune_by_scores([score], one, layerwise_like.pruned_count(name))[name]
+    return Mask(flags)
+
+
+# ---------------------------------------------------------------------------------------------
+# Schedules and rewinding
+# ---------------------------------------------------------------------------------------------
+
+def sparsity_schedule(target: float = 0.9, rate: float = 0.1, kind: str = "original") -> list[float]:
+    """Returns the sparsity after each IMP round, e.g. [0.1, 0.2, ..., 0.9]; the last entry is `target`.
+
+    kind="original" (the paper's): each round removes `rate` of the ORIGINAL prunable weights.
+    kind="remaining": each round removes `rate` of the weights still left: 1 - (1 - rate)^k.
+    Values are rounded to 10 decimals so 0.1 * 3 is 0.3, not 0.30000000000000004.
+    """
+    if not isinstance(target, (int, float)) or not 0.0 <= target < 1.0:
+        raise MaskError(f"target sparsity must be in [0, 1), got {target!r}")
+    if not isinstance(rate, (int, float)) or not 0.0 < rate < 1.0:
+        raise MaskError(f"pruning rate must be in (0, 1), got {rate!r}")
+    if kind == "original":
+        level = lambda k: round(k * rate, 10)  # noqa: E731
+    elif kind == "remaining":
+        level = lambda k: round(1.0 - (1.0 - rate) ** k, 10)  # noqa: E731
+    else:
+        raise MaskError(f"unknown schedule kind '{kind}'; use 'original' or 'remaining'")
+    levels, k = [], 1
+    while target > 0 and (not levels or levels[-1] < target):
+        levels.append(min(level(k), target))
+        k += 1
+    return levels
+
+
+def rewind(model: nn.Module, theta: Mapping[str, torch.Tensor], mask: Mask,
+           names: list[str] | None = None) -> list[str]:
+    """Returns the names rewound: copies theta into the model (its tensors found in theta, or `names`), then masks.
+
+    Afterwards unpruned weights equal theta bit for bit and pruned weights are 0. Tensors of the
+    model absent from theta (e.g. a fresh task head when theta is a pre-trained BertModel) are left
+    as they are; pass `names=[n for n in theta if not is_head(n)]` to keep the trained head instead.
+    """
+    tensors = _named_tensors(model)
+    if names is None:
+        names = [name for name in tensors if name in theta]
+        if not names:
+            raise MaskError(f"theta shares no names with the model (theta has e.g. {next(iter(theta), 'nothing')}, "
+                            f"the model {next(iter(tensors), 'nothing')}); snapshot the same kind of model")
+    unknown = [name for name in names if name not in tensors or name not in theta]
+    if unknown:
+        raise MaskError(f"cannot rewind {', '.join(unknown[:3])}: not in both the model and theta")
+    wrong = [name for name in names if tensors[name].shape != theta[name].shape]
+    if wrong:
+        raise MaskError(f"theta does not fit the model: shape mismatch for {', '.join(wrong[:3])}")
+    mask.check_fits(model)
+    with torch.no_grad():
+        for name in names:
+            tensors[name].copy_(theta[name])
+    mask.apply_to(model)
+    return names
