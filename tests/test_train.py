@@ -1,0 +1,96 @@
+"""Fine-tuning: reproducible with a seed, masks hold through training, every task kind trains."""
+import pytest
+import torch
+
+from minilth.errors import MinilthError
+from minilth.prune import Mask, prunable_names, random_prune
+from minilth.tasks import get_task, load_dataset
+from minilth.train import choose_device, evaluate, finetune, model_for_task
+from minilth.weights import load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def rte(tiny_checkpoint, glue_dir):
+    tokenizer = load_tokenizer(tiny_checkpoint)
+    task = get_task("rte")
+    train = load_dataset(task, glue_dir, "train", tokenizer, max_examples=64)
+    dev = load_dataset(task, glue_dir, task.eval_split, tokenizer, max_examples=32)
+    return task, train, dev
+
+
+def run(tiny_checkpoint, task, train, dev, seed=0, **kwargs):
+    model = model_for_task(tiny_checkpoint, task, seed=seed)
+    history = finetune(model, task, train, dev, seed=seed, epochs=2, batch_size=16, progress=False,
+                       device="cpu", **kwargs)
+    return model, history
+
+
+def test_same_seed_same_numbers_on_cpu(tiny_checkpoint, rte):
+    _, first = run(tiny_checkpoint, *rte, seed=3)
+    _, second = run(tiny_checkpoint, *rte, seed=3)
+    _, other = run(tiny_checkpoint, *rte, seed=4)
+    assert first.losses == second.losses and first.epochs == second.epochs
+    assert first.losses != other.losses
+    assert len(first.losses) == first.steps == 8 and len(first.epochs) == 2
+    assert set(first.final) == {"acc"}
+
+
+def test_mask_holds_after_every_step(tiny_checkpoint, rte):
+    task, train, dev = rte
+    model = model_for_task(tiny_checkpoint, task, seed=0)
+    mask = random_prune(model, Mask.dense(model, prunable_names(model)), 0.5, seed=0)
+    pruned_nonzero = []
+
+    def check(step, model):
+        params = dict(model.named_parameters())
+        pruned_nonzero.append(sum(int(params[n][~m].ne(0).sum()) for n, m in mask.items()))
+
+    finetune(model, task, train, dev, epochs=1, batch_size=16, weight_decay=0.01, mask=mask, on_step=check,
+             progress=False, device="cpu")
+    assert pruned_nonzero == [0, 0, 0, 0]
+    kept = dict(model.named_parameters())["bert.encoder.layer.0.attention.self.query.weight"]
+    assert kept[mask["bert.encoder.layer.0.attention.self.query.weight"]].ne(0).all()
+
+
+def test_snapshot_is_theta_i(tiny_checkpoint, rte):
+    task, train, dev = rte
+    model = model_for_task(tiny_checkpoint, task, seed=0)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    history = finetune(model, task, train, None, epochs=1, batch_size=16, snapshot_at=0.5, progress=False,
+                       device="cpu")
+    name = "bert.encoder.layer.1.output.dense.weight"
+    assert history.steps == 4
+    assert not torch.equal(history.snapshot[name], start[name])
+    assert not torch.equal(history.snapshot[name], model.state_dict()[name])
+
+
+def test_regression_trains_and_learns(tiny_checkpoint, glue_dir):
+    task = get_task("stsb")
+    tokenizer = load_tokenizer(tiny_checkpoint)
+    train = load_dataset(task, glue_dir, "train", tokenizer, max_examples=32)
+    model = model_for_task(tiny_checkpoint, task, seed=0)
+    history = finetune(model, task, train, train, epochs=6, batch_size=8, learning_rate=1e-3, progress=False,
+                       device="cpu")
+    assert set(history.final) >= {"pearson", "spearman"}
+    assert sum(history.losses[-4:]) < sum(history.losses[:4])
+
+
+def test_bf16_autocast_on_cpu(tiny_checkpoint, rte):
+    _, history = run(tiny_checkpoint, *rte, precision="bf16")
+    assert all(torch.isfinite(torch.tensor(history.losses)))
+
+
+def test_bad_device_and_precision(tiny_checkpoint, rte):
+    with pytest.raises(MinilthError, match="fp16 needs a CUDA GPU"):
+        run(tiny_checkpoint, *rte, precision="fp16")
+    with pytest.raises(MinilthError, match="unknown precision"):
+        run(tiny_checkpoint, *rte, precision="fp8")
+    if not torch.cuda.is_available():
+        with pytest.raises(MinilthError, match="no CUDA GPU"):
+            choose_device("cuda")
+
+
+def test_evaluate_is_deterministic(tiny_checkpoint, rte):
+    task, train, dev = rte
+    model = model_for_task(tiny_checkpoint, task, seed=0)
+    assert evaluate(model, task, dev, device="cpu") == evaluate(model, task, dev, batch_size=7, device="cpu")
