@@ -76,7 +76,8 @@ def build_pair(shape: str) -> Pair:
         raise RuntimeError(f"{shape}: transformers' state dict lacks {report.missing}")
     pair = Pair(shape, ours, theirs)
     for key, model in (("ours", ours), ("theirs", theirs)):
-        pair.optimizers[key] = torch.optim.AdamW(model.parameters(), lr=2e-5)
+        # fused AdamW on both sides: transformers' Trainer default with torch >= 2.8 ("adamw_torch_fused")
+        pair.optimizers[key] = torch.optim.AdamW(model.parameters(), lr=2e-5, fused=True)
     return pair
 
 

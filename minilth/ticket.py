@@ -173,15 +173,16 @@ def describe_plan(config: TicketConfig, task: Task, data, sparsities: list[float
         f"estimated time: {_duration(seconds)} on {choose_device(config.device)}; output: {output_dir}"])
 
 
-def seconds_per_step(config: TicketConfig, task: Task, train, timed_steps: int = 2) -> float:
-    """Times a few fine-tuning steps on the first batch (after one warm-up step); returns seconds per step."""
+def seconds_per_step(config: TicketConfig, task: Task, train, timed_steps: int = 3) -> float:
+    """Times a few fine-tuning steps on the first batches (the first step, a warm-up, not counted)."""
     batch_size = config.batch_size or task.batch_size
     sample = copy.copy(train)
     sample.features = train.features[: batch_size * (timed_steps + 1)]
     model = fresh_model(config, task, config.seeds[0])
-    history = finetune(model, task, sample, None, epochs=1, batch_size=batch_size, device=config.device,
-                       precision=config.precision, progress=False)
-    return history.seconds / max(1, history.steps)
+    times = []
+    finetune(model, task, sample, None, epochs=1, batch_size=batch_size, device=config.device,
+             precision=config.precision, progress=False, on_step=lambda step, model: times.append(time.perf_counter()))
+    return (times[-1] - times[0]) / max(1, len(times) - 1)
 
 
 def _duration(seconds: float) -> str:

@@ -123,6 +123,7 @@ def finetune(model: BertPreTrainedModel, task: Task, train_data, eval_data=None,
     epochs = epochs if epochs is not None else task.epochs
     weight_decay = weight_decay if weight_decay is not None else task.weight_decay
     device = choose_device(device)
+    autocast(device, precision)  # an impossible precision fails here, before any work
     features = train_data.features
     if not features:
         raise MinilthError(f"no training examples for {task.name}")

@@ -1,0 +1,312 @@
+"""The controls that say whether an IMP subnetwork is a winning ticket, each at the IMP mask's sparsity.
+
+    imp_mask = Mask.load("runs/rte/rounds/round_05/mask.pt")      # 50% sparse
+    random_pruning_mask(model, imp_mask, seed=0)                 # random pruning, same sparsity
+    reinitialize(model, imp_mask.names(), how="shuffle", seed=0)  # random re-init, then the IMP mask
+    standard_pruning(config, task, data, imp_mask, seed=0)       # prune and keep training, no rewinding
+    oneshot_mask(model, imp_mask)                                # magnitude pruning of theta_0 itself
+
+Every control is fine-tuned exactly as an IMP round is (`ticket.train_round`: the task's or the
+run's hyper-parameters, the head drawn from the seed). `run_controls` does all of them for an
+IMP output folder, writing each (control, seed) result as soon as it is done, so a rerun resumes:
+
+    python -m minilth.controls --run runs/rte --at-sparsity 0.5 --seeds 0 1 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import MinilthError
+from .prune import Mask, _named_tensors, magnitude_prune, oneshot_prune, random_prune, sparsity_schedule
+from .tasks import Task, get_task
+from .ticket import (TicketConfig, atomic_write_text, fresh_model, load_finished_rounds, load_task_data,
+                     train_round)
+
+CONTROLS = {
+    "random_pruning": "random mask of the same global sparsity over the same prunable set",
+    "random_pruning_layerwise": "random mask with each matrix as sparse as in the IMP mask",
+    "random_reinit": "the IMP mask over the pre-trained matrices with their entries shuffled (reference code)",
+    "random_reinit_fresh": "the IMP mask over matrices drawn afresh from BERT's initialisation",
+    "standard_pruning": "prune the fine-tuned weights and keep training them, no rewinding (IMP's schedule)",
+    "oneshot": "one-shot magnitude pruning of the pre-trained weights theta_0, no training first",
+}
+DEFAULT_CONTROLS = ("random_pruning", "random_reinit", "standard_pruning", "oneshot")
+
+
+class ControlError(MinilthError, ValueError):
+    """An unknown control, or an IMP folder without the round asked for."""
+
+
+# --- the masks and weights of each control ---------------------------------------------------------
+
+
+def random_pruning_mask(model, imp_mask: Mask, seed: int, layerwise: bool = False) -> Mask:
+    """Returns a random mask over the same tensors as the IMP mask, as many weights pruned (layerwise: per tensor)."""
+    dense = Mask.dense(model, imp_mask.names())
+    if layerwise:
+        return random_prune(model, dense, layerwise_like=imp_mask, seed=seed)
+    # num_pruned / num_total rounds back to exactly num_pruned in random_prune's count.
+    return random_prune(model, dense, imp_mask.num_pruned / imp_mask.num_total, seed=seed)
+
+
+def oneshot_mask(theta0, imp_mask: Mask) -> Mask:
+    """Returns the magnitude-pruning mask of theta_0 itself at the IMP mask's sparsity, over the same tensors."""
+    return oneshot_prune(theta0, imp_mask.num_pruned / imp_mask.num_total, names=imp_mask.names())
+
+
+def reinitialize(model: nn.Module, names: list[str], how: str = "shuffle", seed: int = 0) -> list[str]:
+    """Returns the names re-initialised in place: entries permuted ("shuffle") or drawn afresh ("fresh").
+
+    "shuffle" is what the reference code does: each pre-trained matrix keeps its values (and so
+    its distribution) in a random order. "fresh" draws BERT's initialisation, normal with std
+    `config.initializer_range`. Only the named tensors change; biases, LayerNorms, embeddings
+    and heads keep their pre-trained (or seeded) values.
+    """
+    if how not in ("shuffle", "fresh"):
+        raise ControlError(f"unknown re-initialisation '{how}'; use 'shuffle' or 'fresh'")
+    tensors = _named_tensors(model)
+    unknown = [name for name in names if name not in tensors]
+    if unknown:
+        raise ControlError(f"the model has no tensor named {', '.join(unknown[:3])}; pass names of its weights")
+    std = getattr(getattr(model, "config", None), "initializer_range", 0.02)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name in names:
+            weight = tensors[name]
+            if how == "shuffle":
+                order = torch.randperm(weight.numel(), generator=generator)  # (numel,)
+                new = weight.detach().flatten().cpu()[order].reshape(weight.shape)
+            else:
+                new = torch.randn(weight.shape, generator=generator) * std
+            weight.copy_(new)
+    return list(names)
+
+
+# --- fine-tuning each control ----------------------------------------------------------------------
+
+
+def run_random_pruning(config: TicketConfig, task: Task, data, imp_mask: Mask, seed: int,
+                       layerwise: bool = False, progress: bool = True) -> tuple[Mask, dict]:
+    """Returns (mask, metrics) of a random mask at the IMP mask's sparsity, fine-tuned from theta_0."""
+    mask = random_pruning_mask(fresh_model(config, task, seed), imp_mask, seed, layerwise)
+    _, history = train_round(config, task, data, mask, seed, progress=progress)
+    return mask, history.final
+
+
+def run_random_reinit(config: TicketConfig, task: Task, data, imp_mask: Mask, seed: int,
+                      how: str = "shuffle", progress: bool = True) -> tuple[Mask, dict]:
+    """Returns (mask, metrics) of the IMP mask over re-initialised prunable matrices, fine-tuned."""
+    model = fresh_model(config, task, seed)
+    names = reinitialize(model, imp_mask.names(), how, seed)
+    start = {name: tensor.detach().clone() for name, tensor in model.state_dict().items() if name in names}
+    _, history = train_round(config, task, data, imp_mask, seed, rewind_to=start, progress=progress)
+    return imp_mask, history.final
+
+
+def run_oneshot(config: TicketConfig, task: Task, data, imp_mask: Mask, seed: int,
+                progress: bool = True) -> tuple[Mask, dict]:
+    """Returns (mask, metrics) of one-shot magnitude pruning of theta_0 at the IMP sparsity, fine-tuned."""
+    mask = oneshot_mask(fresh_model(config, task, seed), imp_mask)
+    _, history = train_round(config, task, data, mask, seed, progress=progress)
+    return mask, history.final
+
+
+def standard_pruning(config: TicketConfig, task: Task, data, imp_mask: Mask, seed: int,
+                     progress: bool = True, checkpoint: Path | None = None) -> tuple[Mask, dict, list[dict]]:
+    """Returns (mask, final metrics, per-round records) of pruning without rewinding, on IMP's schedule.
+
+    Round 0 fine-tunes the dense model; each later round prunes the previous round's trained
+    weights (globally, by magnitude) and keeps training them from there. The last round reaches
+    exactly the IMP mask's number of pruned weights. With `checkpoint`, the weights and mask after
+    each round are saved there, and an interrupted run continues from the last finished round.
+    """
+    target = imp_mask.num_pruned / imp_mask.num_total
+    # The schedule's levels below the target, then the target itself: the last level can be off
+    # by a fraction of a weight from the schedule's value, and must not count as an extra round.
+    below = [s for s in sparsity_schedule(target, config.rate, config.schedule)
+             if round(s * imp_mask.num_total) < imp_mask.num_pruned]
+    levels = [0.0] + below + [target]
+    model = fresh_model(config, task, seed)
+    mask, state, records = Mask.dense(model, imp_mask.names()), None, []
+    if checkpoint is not None and checkpoint.exists():
+        saved = torch.load(checkpoint, weights_only=True)
+        mask, state, records = Mask(saved["flags"]), saved["state"], json.loads(saved["records"])
+    for index in range(len(records), len(levels)):
+        if index > 0:
+            mask = magnitude_prune(state, mask, levels[index])
+        # The whole previous state (encoder and head) is the starting point: that is "no rewinding".
+        model, history = train_round(config, task, data, mask, seed, rewind_to=state, progress=progress)
+        state = {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
+        records.append({"round": index, "sparsity": mask.sparsity, "metrics": history.final})
+        if checkpoint is not None:
+            _atomic_torch_save({"flags": mask.flags, "state": state, "records": json.dumps(records)}, checkpoint)
+    return mask, records[-1]["metrics"], records
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+# --- the IMP run the controls are compared with ----------------------------------------------------
+
+
+def imp_round(imp_output_dir: str | Path, sparsity: float | None = None):
+    """Returns the finished IMP Round at `sparsity` (default: the highest finished round) of a find_ticket folder."""
+    imp_output_dir = Path(imp_output_dir)
+    if not (imp_output_dir / "config.json").is_file():
+        raise ControlError(f"{imp_output_dir} is not a find_ticket output folder (no config.json); "
+                           f"run `python -m minilth.find_ticket --output {imp_output_dir} ...` first")
+    rounds = [r for r in load_finished_rounds(imp_output_dir) if r.index > 0]
+    if not rounds:
+        raise ControlError(f"{imp_output_dir} has no finished pruned round yet; let find_ticket run further")
+    if sparsity is None:
+        return rounds[-1]
+    for r in rounds:
+        if abs(r.sparsity - sparsity) < 1e-6:
+            return r
+    have = ", ".join(f"{r.sparsity:g}" for r in rounds)
+    raise ControlError(f"{imp_output_dir} has no finished round at sparsity {sparsity:g} (it has {have}); "
+                       f"pick one of those or run find_ticket further")
+
+
+def load_config(imp_output_dir: str | Path, **overrides) -> TicketConfig:
+    """Returns the TicketConfig stored by find_ticket in the folder, with `overrides` (e.g. device) applied."""
+    stored = json.loads((Path(imp_output_dir) / "config.json").read_text())
+    stored.update({key: value for key, value in overrides.items() if value is not None})
+    return TicketConfig(**stored)
+
+
+# --- all controls for one IMP run ------------------------------------------------------------------
+
+
+def controls_folder(output_dir: str | Path, sparsity: float) -> Path:
+    """Returns the folder holding the controls at one sparsity: <output_dir>/sparsity_0.50."""
+    return Path(output_dir) / f"sparsity_{sparsity:.2f}"
+
+
+def run_controls(config: TicketConfig | None, imp_output_dir: str | Path, sparsity: float | None = None,
+                 controls=DEFAULT_CONTROLS, seeds: list[int] | None = None, output_dir: str | Path | None = None,
+                 progress: bool = True, echo=print) -> dict[str, list[dict]]:
+    """Runs each control for each seed at the IMP round's sparsity; returns {control: [result per seed]}.
+
+    `config` None reads the IMP run's own config (the same model, data and fine-tuning settings).
+    Each result is written to <output_dir>/sparsity_S/<control>/seed_<k>.json (with the mask
+    next to it) as soon as it is done; results already there are loaded, not recomputed.
+    """
+    unknown = [name for name in controls if name not in CONTROLS]
+    if unknown:
+        raise ControlError(f"unknown control '{unknown[0]}'; choose from {', '.join(CONTROLS)}")
+    imp = imp_round(imp_output_dir, sparsity)
+    config = config or load_config(imp_output_dir)
+    seeds = list(seeds or config.seeds)
+    task = get_task(config.task)
+    folder = controls_folder(output_dir or Path(imp_output_dir) / "controls", imp.sparsity)
+    todo = [(c, s) for c in controls for s in seeds if not _result_path(folder, c, s).exists()]
+    if echo:
+        echo(f"controls for {task.display_name} at {100 * imp.sparsity:g}% sparsity (IMP round {imp.index}): "
+             f"{len(todo)} of {len(controls) * len(seeds)} runs to do; results in {folder}")
+    data = load_task_data(config, task) if todo else None
+    results = {}
+    for control in controls:
+        results[control] = [run_one_control(config, task, data, imp.mask, control, seed, folder, progress)
+                            for seed in seeds]
+    return results
+
+
+def run_one_control(config: TicketConfig, task: Task, data, imp_mask: Mask, control: str, seed: int,
+                    folder: Path, progress: bool = True) -> dict:
+    """Returns the stored result of one (control, seed), running and writing it first if it is not there."""
+    path = _result_path(folder, control, seed)
+    if path.exists():
+        return json.loads(path.read_text())
+    started = time.perf_counter()
+    extra = {}
+    if control in ("random_pruning", "random_pruning_layerwise"):
+        mask, metrics = run_random_pruning(config, task, data, imp_mask, seed, control.endswith("layerwise"), progress)
+    elif control in ("random_reinit", "random_reinit_fresh"):
+        how = "fresh" if control.endswith("fresh") else "shuffle"
+        mask, metrics = run_random_reinit(config, task, data, imp_mask, seed, how, progress)
+    elif control == "standard_pruning":
+        checkpoint = path.with_name(f".seed_{seed}.partial.pt")
+        mask, metrics, rounds = standard_pruning(config, task, data, imp_mask, seed, progress, checkpoint)
+        extra["rounds"] = rounds
+    else:
+        mask, metrics = run_oneshot(config, task, data, imp_mask, seed, progress)
+    mask.save(path.with_name(f"seed_{seed}.mask.pt"))
+    result = {"control": control, "seed": seed, "task": task.name, "sparsity": mask.sparsity,
+              "imp_sparsity": imp_mask.sparsity, "metrics": metrics,
+              "seconds": round(time.perf_counter() - started, 1), **extra}
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    if control == "standard_pruning":
+        path.with_name(f".seed_{seed}.partial.pt").unlink(missing_ok=True)
+    return result
+
+
+def _result_path(folder: Path, control: str, seed: int) -> Path:
+    path = folder / control / f"seed_{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --- command line ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m minilth.controls",
+        description="Run the controls of an IMP run (find_ticket output folder) at one of its sparsities, "
+                    "fine-tuned with the run's own settings, and print the paper's Table 2 for it: full model, "
+                    "IMP, and each control, mean/std/min/max over seeds. Every (control, seed) is written as "
+                    "soon as it finishes; rerun the same command to resume. Controls: "
+                    + "; ".join(f"{name}: {text}" for name, text in CONTROLS.items()),
+        epilog="example: python -m minilth.controls --run runs/rte --at-sparsity 0.5 --seeds 0 1 2")
+    parser.add_argument("--run", required=True, help="the find_ticket output folder (e.g. runs/rte)")
+    parser.add_argument("--at-sparsity", type=float, default=None,
+                        help="the IMP round to compare at (default: the highest finished round)")
+    parser.add_argument("--controls", nargs="+", default=list(DEFAULT_CONTROLS), choices=list(CONTROLS),
+                        metavar="CONTROL", help=f"any of: {', '.join(CONTROLS)} (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the IMP run's seeds")
+    parser.add_argument("--output", default=None, help="default: <run>/controls")
+    parser.add_argument("--data-dir", default=None, help="override the run's data folder (moved data)")
+    parser.add_argument("--device", default=None, help="override the run's device: auto, cpu, cuda, ...")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from .report import write_table2
+
+        config = load_config(args.run, data_dir=args.data_dir, device=args.device) \
+            if (Path(args.run) / "config.json").is_file() else None
+        output = Path(args.output or Path(args.run) / "controls")
+        started = time.perf_counter()
+        results = run_controls(config, args.run, args.at_sparsity, args.controls, args.seeds, output,
+                               progress=not args.quiet)
+        imp = imp_round(args.run, args.at_sparsity)
+        folder = controls_folder(output, imp.sparsity)
+        text = write_table2(args.run, results, folder, sparsity=imp.sparsity)
+        print(text)
+        print(f"{time.perf_counter() - started:.0f} s; table in {folder / 'table2.csv'} and {folder / 'table2.md'}")
+        return 0
+    except MinilthError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""The paper's tables and plots: Table 2 (a ticket against its controls) and the transfer heatmap.
+
+    rows = table2(results, task="mrpc", sparsity=0.5)    # results: {setting: [metrics per seed]}
+    print(format_table2(rows))                          # mean ± std [min, max] of every metric
+    transfer_heatmap(matrix, sources, targets, "transfer.png", baseline=dense)
+
+Numbers are shown as the paper shows them: GLUE and MLM metrics (fractions in minilth) in
+percent, SQuAD's (already percent) as they are. matplotlib is optional and imported only to
+plot; without it every table is still written and printed.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import statistics
+from pathlib import Path
+
+from .tasks import Task, get_task
+
+# The order and names of Table 2's rows.
+SETTING_LABELS = {
+    "dense": "Full BERT (dense)",
+    "imp": "IMP",
+    "random_pruning": "Random pruning",
+    "random_pruning_layerwise": "Random pruning (layer-wise)",
+    "random_reinit": "Random re-init (shuffled)",
+    "random_reinit_fresh": "Random re-init (fresh)",
+    "standard_pruning": "Standard pruning",
+    "oneshot": "One-shot pruning of theta_0",
+}
+
+
+def percent_scale(task: Task | str) -> float:
+    """Returns the factor that puts the task's metrics in percent: 100 for fractions, 1 for SQuAD (already %)."""
+    return 1.0 if get_task(task).kind == "span" else 100.0
+
+
+def describe(values: list[float]) -> dict:
+    """Returns {"mean", "std", "min", "max", "n"} of a list (std is the sample std; 0 for one value)."""
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values), "n": len(values)}
+
+
+# --- Table 2 -----------------------------------------------------------------------------------------
+
+
+def table2(results: dict[str, list[dict]], task: Task | str, sparsity: float | None = None) -> list[dict]:
+    """Returns Table 2's rows: one per setting, with mean/std/min/max (in percent) of each of the task's metrics.
+
+    `results` maps a setting ("dense", "imp", "random_pruning", ...) to its per-seed metric
+    dicts. Settings come out in the paper's order; a setting with no results is left out.
+    """
+    task = get_task(task)
+    scale = percent_scale(task)
+    order = [s for s in SETTING_LABELS if s in results] + [s for s in results if s not in SETTING_LABELS]
+    rows = []
+    for setting in order:
+        runs = results[setting]
+        if not runs:
+            continue
+        row = {"setting": setting, "label": SETTING_LABELS.get(setting, setting),
+               "sparsity": 0.0 if setting == "dense" else sparsity, "seeds": len(runs)}
+        for metric in task.metrics:
+            stats = describe([scale * run[metric] for run in runs])
+            row.update({f"{metric}_{key}": value for key, value in stats.items() if key != "n"})
+        rows.append(row)
+    return rows
+
+
+def format_table2(rows: list[dict], task: Task | str, markdown: bool = False) -> str:
+    """Returns Table 2 as text: one line per setting, each metric as mean ± std [min, max] in percent."""
+    task = get_task(task)
+    header = ["setting", "sparsity", "seeds"] + [f"{task.display_name} {m}" for m in task.metrics]
+    lines = []
+    for row in rows:
+        sparsity = "" if row["sparsity"] is None else f"{100 * row['sparsity']:.0f}%"
+        cells = [row["label"], sparsity, str(row["seeds"])]
+        cells += [f"{row[f'{m}_mean']:.2f} ± {row[f'{m}_std']:.2f} [{row[f'{m}_min']:.2f}, {row[f'{m}_max']:.2f}]"
+                  for m in task.metrics]
+        lines.append(cells)
+    return _render([header] + lines, markdown)
+
+
+def _render(table: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        out = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
+        return "\n".join(out + ["| " + " | ".join(row) + " |" for row in table[1:]])
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table)
+
+
+def write_csv(rows: list[dict], path: str | Path) -> Path:
+    """Returns the path written: the rows as CSV (header from the first row), via a temp file + rename."""
+    path = Path(path)
+    buffer = io.StringIO()
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_write(path, buffer.getvalue())
+    return path
+
+
+def table2_results(imp_output_dir: str | Path, controls: dict[str, list[dict]], sparsity: float | None) -> dict:
+    """Returns {setting: [metrics per seed]}: dense and IMP from the find_ticket folder, then the controls' results."""
+    from .controls import imp_round
+    from .ticket import load_finished_rounds
+
+    imp = imp_round(imp_output_dir, sparsity)
+    dense = load_finished_rounds(Path(imp_output_dir))[0]
+    results = {"dense": dense.metrics, "imp": imp.metrics}
+    results.update({name: [run["metrics"] for run in runs] for name, runs in controls.items()})
+    return results
+
+
+def write_table2(imp_output_dir: str | Path, controls: dict[str, list[dict]], folder: str | Path,
+                 sparsity: float | None = None) -> str:
+    """Writes table2.csv and table2.md into `folder`; returns the text table (for printing)."""
+    from .controls import imp_round, load_config
+
+    task = get_task(load_config(imp_output_dir).task)
+    imp = imp_round(imp_output_dir, sparsity)
+    rows = table2(table2_results(imp_output_dir, controls, imp.sparsity), task, imp.sparsity)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, folder / "table2.csv")
+    _atomic_write(folder / "table2.md", format_table2(rows, task, markdown=True) + "\n")
+    return format_table2(rows, task)
+
+
+# --- the transfer heatmap ----------------------------------------------------------------------------
+
+
+def differences(matrix: list[list[float]], baseline: list[float] | None) -> list[list[float]]:
+    """Returns matrix minus the baseline of each column (NaN stays NaN); the matrix itself when baseline is None."""
+    if baseline is None:
+        return [list(row) for row in matrix]
+    return [[value - base for value, base in zip(row, baseline)] for row in matrix]
+
+
+def transfer_heatmap(matrix: list[list[float]], row_labels: list[str], col_labels: list[str], path: str | Path,
+                     baseline: list[float] | None = None, title: str = "transfer: metric minus dense baseline",
+                     unit: str = "points"):
+    """Plots and saves a heatmap of matrix minus each column's baseline; returns the matplotlib Figure, or None.
+
+    The colour map is diverging (RdBu: red below zero, blue above) with limits symmetric about
+    zero, so a cell's colour is on the side of its sign; every cell is annotated with its value
+    and NaN cells (not run) are left grey. A CSV of the plotted numbers is written next to the
+    image (same name, .csv) in every case; the Figure is None when matplotlib is not installed.
+    """
+    path = Path(path)
+    values = differences(matrix, baseline)
+    write_csv([{"source": label, **dict(zip(col_labels, row))} for label, row in zip(row_labels, values)],
+              path.with_suffix(".csv"))
+    plt = _pyplot()
+    if plt is None:
+        return None
+    import numpy as np
+    from matplotlib.colors import Normalize
+
+    grid = np.array(values, dtype=float)  # (sources, targets)
+    finite = grid[np.isfinite(grid)]
+    limit = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="lightgrey")  # red below zero, blue above; grey: not run
+    fig, ax = plt.subplots(figsize=(1.2 * len(col_labels) + 2.5, 0.6 * len(row_labels) + 1.8))
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=Normalize(vmin=-limit, vmax=limit), aspect="auto")
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            text = "–" if not math.isfinite(grid[i, j]) else f"{grid[i, j]:+.1f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=9,
+                    color="white" if math.isfinite(grid[i, j]) and abs(grid[i, j]) > 0.6 * limit else "black")
+    ax.set_xticks(range(len(col_labels)), col_labels)
+    ax.set_yticks(range(len(row_labels)), row_labels)
+    ax.set_xlabel("target task (fine-tuned)")
+    ax.set_ylabel("source of the mask")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label=unit)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    fig.savefig(tmp, dpi=120)
+    os.replace(tmp, path)
+    plt.close(fig)
+    return fig
+
+
+def _pyplot():
+    """Returns matplotlib.pyplot with a file-only backend, or None when matplotlib is not installed."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def to_json(obj) -> str:
+    """Returns JSON text with NaN written as null (valid JSON for other tools)."""
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: clean(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [clean(item) for item in value]
+        return value
+    return json.dumps(clean(obj), indent=2) + "\n"

@@ -1,0 +1,196 @@
+"""Transfer: only the mask moves, the pooler rule, MLM tickets onto GLUE, the CLI matrix with resume, bad input."""
+import json
+import random
+import shutil
+
+import pytest
+import torch
+
+import minilth.transfer as transfer_module
+from minilth.errors import MinilthError
+from minilth.model import BertConfig, build_model
+from minilth.prune import Mask, MaskError, prunable_names
+from minilth.tasks import get_task
+from minilth.ticket import TicketConfig, find_ticket, fresh_model, load_task_data, train_round
+from minilth.transfer import find_mask, main, transfer, transfer_mask
+
+from conftest import TINY
+
+POOLER = "bert.pooler.dense.weight"
+
+
+@pytest.fixture(scope="module")
+def imp_run(tiny_checkpoint, glue_dir, tmp_path_factory):
+    """A tiny finished IMP run on RTE (rounds at 0, 10%, 20%), copied to a folder holding only its mask files."""
+    output = tmp_path_factory.mktemp("imp_rte")
+    config = TicketConfig(task="rte", model=str(tiny_checkpoint), data_dir=str(glue_dir), target_sparsity=0.2,
+                          max_train_examples=8, max_eval_examples=8, epochs=1, batch_size=8, device="cpu")
+    find_ticket(config, output, progress=False, echo=None)
+    # The source of a transfer is read for its masks only: a folder with nothing else must do.
+    masks_only = tmp_path_factory.mktemp("sources") / "rte"
+    for path in output.glob("rounds/round_*/mask.pt"):
+        target = masks_only / path.relative_to(output)
+        target.parent.mkdir(parents=True)
+        shutil.copy(path, target)
+    return config, output, masks_only
+
+
+def random_mask(model, sparsity=0.3, seed=0):
+    from minilth.prune import random_prune
+    return random_prune(model, Mask.dense(model), sparsity, seed=seed)
+
+
+def test_pooler_is_dropped_or_left_dense_and_other_models_are_refused():
+    config = BertConfig(**TINY)
+    glue, squad, mlm = (build_model(config, head) for head in ("classification", "span", "mlm"))
+    glue_mask = random_mask(glue)
+    assert POOLER in glue_mask
+    for target in (squad, mlm):  # no pooler there
+        moved = transfer_mask(glue_mask, target)
+        assert POOLER not in moved and moved.names() == prunable_names(target)
+        assert all(torch.equal(moved[name], glue_mask[name]) for name in moved)
+    mlm_mask = random_mask(mlm)
+    moved = transfer_mask(mlm_mask, glue)
+    assert POOLER not in moved and moved.names() == mlm_mask.names()  # the pooler stays dense
+    bare = transfer_mask(glue_mask, build_model(config, "base"))  # names without the bert. prefix
+    assert "pooler.dense.weight" in bare and torch.equal(bare["pooler.dense.weight"], glue_mask[POOLER])
+
+    deeper = build_model(BertConfig(**{**TINY, "num_hidden_layers": 3}), "classification")
+    with pytest.raises(MaskError, match="mask was made for another model: 6 prunable target matrices the mask lacks"):
+        transfer_mask(glue_mask, deeper)
+    with pytest.raises(MaskError, match="mask was made for another model: 6 mask entries the target lacks"):
+        transfer_mask(random_mask(deeper), glue)
+    wider = build_model(BertConfig(**{**TINY, "intermediate_size": 48}), "classification")
+    with pytest.raises(MaskError, match="mask was made for another model: .*shape mismatches"):
+        transfer_mask(glue_mask, wider)
+
+
+def test_transfer_uses_theta0_of_the_target_bit_for_bit(imp_run):
+    config, output, _ = imp_run
+    mask = Mask.load(output / "rounds" / "round_02" / "mask.pt")
+    target = fresh_model(TicketConfig(**{**config.to_dict(), "task": "stsb"}), get_task("stsb"), seed=5)
+    theta0 = {name: tensor.clone() for name, tensor in target.state_dict().items()}
+    moved = transfer_mask(mask, target)
+    moved.apply_to(target)
+    for name, tensor in target.state_dict().items():
+        if name in moved:
+            assert torch.equal(tensor[moved[name]], theta0[name][moved[name]])  # unpruned: theta_0 exactly
+            assert not tensor[~moved[name]].any()
+        else:
+            assert torch.equal(tensor, theta0[name]), f"{name} changed"
+    assert moved.num_pruned == mask.num_pruned  # a GLUE mask onto a GLUE model: everything kept
+
+
+def test_transfer_equals_finetuning_the_mask_from_theta0(imp_run):
+    config, _, masks_only = imp_run
+    mask, path = find_mask(masks_only, 0.1)
+    assert path.parent.name == "round_01" and abs(mask.num_pruned - 0.1 * mask.num_total) <= 0.5
+    assert find_mask(masks_only)[1].parent.name == "round_02"  # default: the sparsest
+    mrpc = TicketConfig(**{**config.to_dict(), "task": "mrpc"})
+    data = load_task_data(mrpc, get_task("mrpc"))
+    metrics = transfer(mask, "mrpc", config, seed=1, data=data, progress=False)
+    _, history = train_round(mrpc, get_task("mrpc"), data, mask, seed=1, progress=False)
+    assert metrics == history.final and set(metrics) == {"acc", "f1"}
+
+
+def write_wikitext(folder, seed=0):
+    """A tiny corpus in WikiText-103 raw format: headings, blank lines and prose lines."""
+    words = ("the cat sat on a mat while river music played across old town bridges under grey skies "
+             "people walked slowly toward markets selling bread fish apples and warm tea").split()
+    rng = random.Random(seed)
+    corpus = folder / "wikitext-103-raw"
+    corpus.mkdir(parents=True)
+    for name, lines in (("wiki.train.raw", 60), ("wiki.valid.raw", 20)):
+        text = [" = Title = ", ""]
+        for i in range(lines):
+            text.append(" " + " ".join(rng.choice(words) for _ in range(20)) + " . ")
+            if i % 10 == 9:
+                text += ["", " = = Section = = ", ""]
+        (corpus / name).write_text("\n".join(text) + "\n")
+    return folder
+
+
+def test_mlm_ticket_on_a_raw_corpus_transfers_to_glue(tiny_checkpoint, glue_dir, tmp_path):
+    data_dir = write_wikitext(tmp_path / "data")
+    config = TicketConfig(task="mlm", model=str(tiny_checkpoint), data_dir=str(data_dir), target_sparsity=0.1,
+                          max_train_examples=4, max_eval_examples=2, epochs=1, batch_size=4, device="cpu")
+    rounds = find_ticket(config, tmp_path / "mlm", progress=False, echo=None)
+    assert [r.sparsity for r in rounds] == [0.0, 0.1]
+    assert {"accuracy", "perplexity"} <= set(rounds[1].metrics[0])
+    mask, _ = find_mask(tmp_path / "mlm")
+    assert POOLER not in mask and len(mask) == 12 and abs(mask.num_pruned - 0.1 * mask.num_total) <= 0.5
+
+    rte = TicketConfig(task="rte", model=str(tiny_checkpoint), data_dir=str(glue_dir), max_train_examples=8,
+                       max_eval_examples=8, epochs=1, batch_size=8, device="cpu")
+    target = fresh_model(rte, get_task("rte"), seed=0)
+    pooler_before = target.state_dict()[POOLER].clone()
+    moved = transfer_mask(mask, target)
+    moved.apply_to(target)
+    assert torch.equal(target.state_dict()[POOLER], pooler_before)  # left dense
+    metrics = transfer(mask, "rte", rte, seed=0, progress=False)
+    assert set(metrics) == {"acc"} and 0.0 <= metrics["acc"] <= 1.0
+
+
+def cli(sources, tasks, checkpoint, glue_dir, output, *extra):
+    return ["--mask", *map(str, sources), "--tasks", *tasks, "--model", str(checkpoint), "--data-dir", str(glue_dir),
+            "--output", str(output), "--max-train-examples", "8", "--max-eval-examples", "8", "--epochs", "1",
+            "--batch-size", "8", "--device", "cpu", "--quiet", *extra]
+
+
+def test_cli_fills_the_matrix_and_resumes(imp_run, tiny_checkpoint, glue_dir, tmp_path, capsys, monkeypatch):
+    _, _, masks_only = imp_run
+    single_file = masks_only / "rounds" / "round_01" / "mask.pt"
+    output = tmp_path / "transfer"
+    args = cli([masks_only, single_file], ["rte", "mrpc"], tiny_checkpoint, glue_dir, output)
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "rte@20%" in out and "rte@10%" in out and "dense" in out and "MRPC" in out
+    record = json.loads((output / "transfer.json").read_text())
+    assert len(record["runs"]) == 6  # (dense + 2 masks) x 2 tasks x 1 seed
+    assert set(record["sources"]) == {"rte@20%", "rte@10%"}
+    rows = (output / "transfer.csv").read_text().splitlines()
+    assert rows[0].startswith("source,target,seed,metric,value,dense_mean,minus_dense") and len(rows) == 7
+    for row in rows[1:]:
+        cells = row.split(",")
+        assert abs(float(cells[4]) - float(cells[5]) - float(cells[6])) < 1e-9
+        if cells[0] == "dense":
+            assert float(cells[6]) == 0.0
+    heatmap_csv = (output / "transfer_heatmap.csv").read_text().splitlines()
+    assert heatmap_csv[0] == "source,RTE (acc),MRPC (acc)" and len(heatmap_csv) == 3
+    assert (output / "transfer_heatmap.png").stat().st_size > 0
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished transfer was run again")
+
+    monkeypatch.setattr(transfer_module, "train_round", no_training)
+    assert main(args) == 0
+    assert "0 fine-tunings to do" in capsys.readouterr().out
+
+
+def test_cli_bad_input_is_one_clear_line(imp_run, tiny_checkpoint, glue_dir, tmp_path, capsys):
+    _, _, masks_only = imp_run
+    foreign = tmp_path / "foreign.pt"
+    random_mask(build_model(BertConfig(**{**TINY, "num_hidden_layers": 3}), "classification")).save(foreign)
+    cases = [
+        (cli([foreign], ["rte"], tiny_checkpoint, glue_dir, tmp_path / "a"), "mask was made for another model"),
+        (cli([masks_only], ["rtx"], tiny_checkpoint, glue_dir, tmp_path / "b"), "unknown task 'rtx'"),
+        (cli([tmp_path / "missing"], ["rte"], tiny_checkpoint, glue_dir, tmp_path / "c"), "does not exist"),
+        (cli([masks_only], ["rte"], tiny_checkpoint, glue_dir, tmp_path / "d", "--sparsity", "0.5"),
+         "no mask at sparsity 0.5 (it has 0.10, 0.20)"),
+        (cli([masks_only, masks_only], ["rte"], tiny_checkpoint, glue_dir, tmp_path / "e"), "one distinct label"),
+    ]
+    for args, message in cases:
+        assert main(args) == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and message in errors[0], errors
+    assert not (tmp_path / "a" / "transfer.json").exists()  # refused before any training
+
+
+def test_output_folder_with_other_settings_is_refused(imp_run, tiny_checkpoint, glue_dir, tmp_path):
+    _, _, masks_only = imp_run
+    config = TicketConfig(task="rte", model=str(tiny_checkpoint), data_dir=str(glue_dir), max_train_examples=8,
+                          max_eval_examples=8, epochs=1, batch_size=8, device="cpu")
+    transfer_module.transfer_matrix([masks_only], ["rte"], config, tmp_path, progress=False, echo=None)
+    other = TicketConfig(**{**config.to_dict(), "learning_rate": 1e-3})
+    with pytest.raises(MinilthError, match="other settings \\(learning_rate differ\\)"):
+        transfer_module.transfer_matrix([masks_only], ["rte"], other, tmp_path, progress=False, echo=None)
