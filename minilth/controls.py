@@ -23,10 +23,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import files
 from .errors import MinilthError
 from .prune import Mask, _named_tensors, magnitude_prune, oneshot_prune, random_prune, sparsity_schedule
 from .tasks import Task, get_task
-from .ticket import (TicketConfig, atomic_write_text, fresh_model, load_finished_rounds, load_task_data,
+from .ticket import (TicketConfig, fresh_model, load_finished_rounds, load_task_data,
                      train_round)
 
 CONTROLS = {
@@ -146,15 +147,8 @@ def standard_pruning(config: TicketConfig, task: Task, data, imp_mask: Mask, see
         state = {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
         records.append({"round": index, "sparsity": mask.sparsity, "metrics": history.final})
         if checkpoint is not None:
-            _atomic_torch_save({"flags": mask.flags, "state": state, "records": json.dumps(records)}, checkpoint)
+            files.save({"flags": mask.flags, "state": state, "records": json.dumps(records)}, checkpoint)
     return mask, records[-1]["metrics"], records
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
 
 
 # --- the IMP run the controls are compared with ----------------------------------------------------
@@ -246,7 +240,7 @@ def run_one_control(config: TicketConfig, task: Task, data, imp_mask: Mask, cont
     result = {"control": control, "seed": seed, "task": task.name, "sparsity": mask.sparsity,
               "imp_sparsity": imp_mask.sparsity, "metrics": metrics,
               "seconds": round(time.perf_counter() - started, 1), **extra}
-    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    files.write_text(path, json.dumps(result, indent=2) + "\n")
     if control == "standard_pruning":
         path.with_name(f".seed_{seed}.partial.pt").unlink(missing_ok=True)
     return result

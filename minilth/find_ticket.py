@@ -43,17 +43,31 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--no-rewind-head", action="store_true",
                      help="keep the previous round's trained head instead of rewinding it (the reference code)")
     imp.add_argument("--include-embeddings", action="store_true", help="prune the embedding matrices too")
+    add_finetuning_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def add_finetuning_arguments(parser: argparse.ArgumentParser) -> None:
+    """The fine-tuning flags every command shares (find_ticket, transfer)."""
     train = parser.add_argument_group("fine-tuning (defaults: the paper's values for the task)")
-    train.add_argument("--seeds", type=int, nargs="+", default=[0], help="one fine-tuning per seed and round")
+    train.add_argument("--seeds", type=int, nargs="+", default=[0], help="one fine-tuning per seed and run")
     train.add_argument("--epochs", type=float, default=None)
     train.add_argument("--lr", type=float, default=None, help="learning rate")
     train.add_argument("--batch-size", type=int, default=None)
     train.add_argument("--max-train-examples", type=int, default=None, help="use only the first N training examples")
     train.add_argument("--max-eval-examples", type=int, default=None, help="evaluate on the first N examples")
+    train.add_argument("--group-by-length", action="store_true",
+                       help="batch examples of similar length: less padding, faster; the paper sampled at random")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     train.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser
+
+
+def finetuning_config(args) -> dict:
+    """The TicketConfig fields that add_finetuning_arguments' flags set."""
+    return dict(seeds=args.seeds, epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
+                max_train_examples=args.max_train_examples, max_eval_examples=args.max_eval_examples,
+                group_by_length=args.group_by_length, device=args.device, precision=args.precision)
 
 
 def config_from_args(args):
@@ -62,10 +76,8 @@ def config_from_args(args):
     return TicketConfig(
         task=get_task(args.task).name, model=args.model, data_dir=args.data_dir,
         target_sparsity=args.target_sparsity, schedule=args.schedule, rate=args.rate, rewind_at=args.rewind,
-        rewind_head=not args.no_rewind_head, include_embeddings=args.include_embeddings, seeds=args.seeds,
-        epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
-        max_train_examples=args.max_train_examples, max_eval_examples=args.max_eval_examples,
-        device=args.device, precision=args.precision)
+        rewind_head=not args.no_rewind_head, include_embeddings=args.include_embeddings,
+        **finetuning_config(args))
 
 
 def main(argv: list[str] | None = None) -> int:

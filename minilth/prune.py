@@ -16,7 +16,6 @@ without the `bert.` prefix of the headed models.
 """
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import files
 from .errors import MinilthError
 
 
@@ -215,7 +215,7 @@ class Mask:
 
     # -- files --
     def save(self, path: str | Path) -> Path:
-        """Returns the path written: names, shapes and 1 bit per weight (np.packbits), via a temp file + os.replace."""
+        """Returns the path written: names, shapes and 1 bit per weight (np.packbits), written atomically."""
         path = Path(path)
         packed = [torch.from_numpy(np.packbits(flag.numpy().reshape(-1))) for flag in self.flags.values()]
         payload = {
@@ -226,13 +226,7 @@ class Mask:
             "num_kept": [int(torch.count_nonzero(flag)) for flag in self.flags.values()],  # checked on load
             "packed": packed,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        try:
-            torch.save(payload, temp)
-            os.replace(temp, path)
-        finally:
-            temp.unlink(missing_ok=True)
+        files.save(payload, path)
         return path
 
     @classmethod

@@ -14,10 +14,10 @@ import csv
 import io
 import json
 import math
-import os
 import statistics
 from pathlib import Path
 
+from . import files
 from .tasks import Task, get_task
 
 # The order and names of Table 2's rows.
@@ -100,7 +100,7 @@ def write_csv(rows: list[dict], path: str | Path) -> Path:
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_write(path, buffer.getvalue())
+    files.write_text(path, buffer.getvalue())
     return path
 
 
@@ -127,7 +127,7 @@ def write_table2(imp_output_dir: str | Path, controls: dict[str, list[dict]], fo
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     write_csv(rows, folder / "table2.csv")
-    _atomic_write(folder / "table2.md", format_table2(rows, task, markdown=True) + "\n")
+    files.write_text(folder / "table2.md", format_table2(rows, task, markdown=True) + "\n")
     return format_table2(rows, task)
 
 
@@ -155,17 +155,18 @@ def transfer_heatmap(matrix: list[list[float]], row_labels: list[str], col_label
     values = differences(matrix, baseline)
     write_csv([{"source": label, **dict(zip(col_labels, row))} for label, row in zip(row_labels, values)],
               path.with_suffix(".csv"))
-    plt = _pyplot()
-    if plt is None:
+    fig = new_figure(figsize=(1.2 * len(col_labels) + 2.5, 0.6 * len(row_labels) + 1.8))
+    if fig is None:
         return None
+    import matplotlib
     import numpy as np
     from matplotlib.colors import Normalize
 
     grid = np.array(values, dtype=float)  # (sources, targets)
     finite = grid[np.isfinite(grid)]
     limit = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
-    cmap = plt.get_cmap("RdBu").with_extremes(bad="lightgrey")  # red below zero, blue above; grey: not run
-    fig, ax = plt.subplots(figsize=(1.2 * len(col_labels) + 2.5, 0.6 * len(row_labels) + 1.8))
+    cmap = matplotlib.colormaps["RdBu"].with_extremes(bad="lightgrey")  # red below zero, blue above; grey: not run
+    ax = fig.subplots()
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=Normalize(vmin=-limit, vmax=limit), aspect="auto")
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
@@ -178,30 +179,29 @@ def transfer_heatmap(matrix: list[list[float]], row_labels: list[str], col_label
     ax.set_ylabel("source of the mask")
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label=unit)
-    fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=120)
-    os.replace(tmp, path)
-    plt.close(fig)
+    save_figure(fig, path)
     return fig
 
 
-def _pyplot():
-    """Returns matplotlib.pyplot with a file-only backend, or None when matplotlib is not installed."""
+def new_figure(figsize: tuple[float, float]):
+    """Returns a matplotlib Figure, or None when matplotlib is not installed (plots are optional).
+
+    A bare Figure, not pyplot: no global backend switch, so notebooks keep their inline plots.
+    """
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:
         return None
-    return plt
+    return Figure(figsize=figsize)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def save_figure(fig, path: Path) -> None:
+    """Lays the figure out and writes it atomically (format from the suffix)."""
+    fig.tight_layout()
+    with files.atomic_path(path) as temp:
+        fig.savefig(temp, dpi=120)
+
+
 
 
 def to_json(obj) -> str:

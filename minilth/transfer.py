@@ -27,9 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from . import files
 from .errors import MinilthError
+from .find_ticket import add_finetuning_arguments, finetuning_config
 from .prune import Mask, MaskError, POOLER_PATTERN, _named_tensors, prunable_names
-from .report import _atomic_write, percent_scale, to_json, transfer_heatmap, write_csv
+from .report import percent_scale, to_json, transfer_heatmap, write_csv
 from .tasks import TASKS, get_task
 from .ticket import TicketConfig, fresh_model, load_task_data, train_round
 
@@ -182,7 +184,7 @@ def transfer_matrix(sources: list[str | Path], tasks: list[str], config: TicketC
             record["runs"][_key(source, target, seed)] = {"source": source, "target": target, "seed": seed,
                                                           "metrics": metrics,
                                                           "seconds": round(time.perf_counter() - started, 1)}
-            _atomic_write(output_dir / "transfer.json", to_json(record))
+            files.write_text(output_dir / "transfer.json", to_json(record))
     record["tasks"], record["labels"], record["seeds"] = tasks, labels, seeds
     return record
 
@@ -302,15 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the checkpoint the masks were found on (default: %(default)s)")
     parser.add_argument("--data-dir", default="data/glue",
                         help="folder holding the task folders (default: %(default)s)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
-                        help="one fine-tuning per seed and cell (default: 0)")
-    parser.add_argument("--epochs", type=float, default=None, help="default: the task's (the paper's) value")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--max-train-examples", type=int, default=None)
-    parser.add_argument("--max-eval-examples", type=int, default=None)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    add_finetuning_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -319,10 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         tasks = [get_task(t).name for t in args.tasks]
-        config = TicketConfig(task=tasks[0], model=args.model, data_dir=args.data_dir, seeds=args.seeds,
-                              epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
-                              max_train_examples=args.max_train_examples, max_eval_examples=args.max_eval_examples,
-                              device=args.device, precision=args.precision)
+        config = TicketConfig(task=tasks[0], model=args.model, data_dir=args.data_dir, **finetuning_config(args))
         started = time.perf_counter()
         record = transfer_matrix(args.sources, tasks, config, args.output, args.sparsity, args.seeds, args.labels,
                                  progress=not args.quiet)

@@ -165,8 +165,13 @@ class LoadReport:
             log.info("%s: newly initialised head tensors: %s", source, ", ".join(new_heads))
         if others:
             log.warning("%s: missing from the checkpoint, left initialised: %s", source, ", ".join(others))
-        if self.unexpected:
-            log.warning("%s: unused tensors in the checkpoint: %s", source, ", ".join(self.unexpected))
+        # a model without a pooler (MLM, SQuAD, as in Hugging Face) never reads the checkpoint's
+        pooler = [k for k in self.unexpected if ".pooler." in k or k.startswith("pooler.")]
+        if pooler:
+            log.info("%s: pooler not used by this head: %s", source, ", ".join(pooler))
+        if len(pooler) < len(self.unexpected):
+            others = [k for k in self.unexpected if k not in pooler]
+            log.warning("%s: unused tensors in the checkpoint: %s", source, ", ".join(others))
 
 
 def normalize_names(state: dict[str, torch.Tensor], prefixed: bool) -> dict[str, torch.Tensor]:

@@ -89,6 +89,7 @@ def test_heatmap_all_positive_stays_positive(tmp_path):
 def test_without_matplotlib_the_csv_and_tables_still_come(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib...` raise ImportError
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError):
         import matplotlib.pyplot  # noqa: F401
     assert transfer_heatmap([[1.0, -2.0]], ["a"], ["x", "y"], tmp_path / "h.png", baseline=[0.5, 0.0]) is None
