@@ -146,7 +146,10 @@ class BertEmbeddings(nn.Module):
 
 
 class BertSelfAttention(nn.Module):
-    """Multi-head scaled dot-product attention; Q, K and V keep separate matrices, as the checkpoints do."""
+    """Multi-head scaled dot-product attention; Q, K and V keep separate matrices, as the checkpoints do.
+
+    (Three matrix multiplies measured faster than one over the concatenated weights when training.)
+    """
 
     def __init__(self, cfg: BertConfig):
         super().__init__()
@@ -159,11 +162,8 @@ class BertSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
         B, T, H = x.shape
-        # one matrix multiply for all three projections; cheap to concatenate next to the matmul itself
-        weight = torch.cat((self.query.weight, self.key.weight, self.value.weight))  # (3H, H)
-        bias = torch.cat((self.query.bias, self.key.bias, self.value.bias))  # (3H,)
-        qkv = F.linear(x, weight, bias).view(B, T, 3, self.num_heads, H // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, T, d)
+        heads = lambda t: t.view(B, T, self.num_heads, H // self.num_heads).transpose(1, 2)  # noqa: E731
+        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))  # each (B, nh, T, d)
         dropout = self.dropout_p if self.training else 0.0
         context = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)  # (B, nh, T, d)
         return context.transpose(1, 2).reshape(B, T, H)
@@ -285,19 +285,18 @@ class BertModel(BertPreTrainedModel):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
-        x = self.encoder(x, _attention_bias(attention_mask, x.dtype))
+        x = self.encoder(x, _attention_mask(attention_mask))
         return x, (self.pooler(x) if self.pooler is not None else None)
 
 
-def _attention_bias(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    """Additive mask (B, 1, 1, T): 0 where a token may be attended, the dtype's minimum on padding.
+def _attention_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Boolean mask (B, 1, 1, T), True where a token may be attended; padding is never attended.
 
     None when nothing is padded, which lets scaled_dot_product_attention take its fastest kernels.
     """
     if attention_mask is None or bool(attention_mask.all()):
         return None
-    keep = attention_mask[:, None, None, :].to(torch.bool)  # (B, 1, 1, T)
-    return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(~keep, torch.finfo(dtype).min)
+    return attention_mask[:, None, None, :].to(torch.bool)  # (B, 1, 1, T)
 
 
 class BertForSequenceClassification(BertPreTrainedModel):
