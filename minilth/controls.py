@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from . import files
-from .errors import MinilthError
+from .errors import MinilthError, run_cli
 from .prune import Mask, _named_tensors, magnitude_prune, oneshot_prune, random_prune, sparsity_schedule
 from .tasks import Task, get_task
 from .ticket import (TicketConfig, fresh_model, load_finished_rounds, load_task_data,
@@ -279,27 +279,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        from .report import write_table2
+    return run_cli(lambda: run(args))
 
-        config = load_config(args.run, data_dir=args.data_dir, device=args.device) \
-            if (Path(args.run) / "config.json").is_file() else None
-        output = Path(args.output or Path(args.run) / "controls")
-        started = time.perf_counter()
-        results = run_controls(config, args.run, args.at_sparsity, args.controls, args.seeds, output,
-                               progress=not args.quiet)
-        imp = imp_round(args.run, args.at_sparsity)
-        folder = controls_folder(output, imp.sparsity)
-        text = write_table2(args.run, results, folder, sparsity=imp.sparsity)
-        print(text)
-        print(f"{time.perf_counter() - started:.0f} s; table in {folder / 'table2.csv'} and {folder / 'table2.md'}")
-        return 0
-    except MinilthError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume", file=sys.stderr)
-        return 130
+
+def run(args) -> int:
+    """Runs the controls of one IMP run and prints the Table-2 comparison; returns 0."""
+    from .report import write_table2
+
+    config = load_config(args.run, data_dir=args.data_dir, device=args.device) \
+        if (Path(args.run) / "config.json").is_file() else None
+    output = Path(args.output or Path(args.run) / "controls")
+    started = time.perf_counter()
+    results = run_controls(config, args.run, args.at_sparsity, args.controls, args.seeds, output,
+                           progress=not args.quiet)
+    imp = imp_round(args.run, args.at_sparsity)
+    folder = controls_folder(output, imp.sparsity)
+    text = write_table2(args.run, results, folder, sparsity=imp.sparsity)
+    print(text)
+    print(f"{time.perf_counter() - started:.0f} s; table in {folder / 'table2.csv'} and {folder / 'table2.md'}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import logging
 import sys
 import time
 
-from .errors import MinilthError
+from .errors import run_cli
 from .tasks import TASKS, get_task
 
 
@@ -83,14 +83,7 @@ def config_from_args(args):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    try:
-        return run(args)
-    except MinilthError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume from the last finished round", file=sys.stderr)
-        return 130
+    return run_cli(lambda: run(args), "run the same command again to resume from the last finished round")
 
 
 def run(args) -> int:

@@ -25,6 +25,7 @@ from .mlm import mask_batch, mlm_batch_stats, mlm_metrics
 from .model import BertPreTrainedModel
 from .squad import postprocess, squad_metrics
 from .tasks import Task, compute_metrics
+from .weights import from_pretrained
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 NO_DECAY = ("bias", "LayerNorm.weight")  # BERT never decays biases and LayerNorm gains
@@ -78,8 +79,6 @@ def autocast(device: torch.device, precision: str):
 
 def model_for_task(checkpoint, task: Task, seed: int = 0) -> BertPreTrainedModel:
     """Returns the pre-trained model with a fresh head for the task, the head drawn from `seed`."""
-    from .weights import from_pretrained  # kept here: weights -> download is only needed for names
-
     head = {"classification": "classification", "regression": "regression", "span": "span", "mlm": "mlm"}[task.kind]
     set_seed(seed)
     return from_pretrained(checkpoint, head=head, num_labels=task.num_labels)

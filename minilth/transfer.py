@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import files
-from .errors import MinilthError
+from .errors import MinilthError, run_cli
 from .find_ticket import add_finetuning_arguments, finetuning_config
 from .prune import Mask, MaskError, POOLER_PATTERN, _named_tensors, prunable_names
 from .report import percent_scale, to_json, transfer_heatmap, write_csv
@@ -311,21 +311,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        tasks = [get_task(t).name for t in args.tasks]
-        config = TicketConfig(task=tasks[0], model=args.model, data_dir=args.data_dir, **finetuning_config(args))
-        started = time.perf_counter()
-        record = transfer_matrix(args.sources, tasks, config, args.output, args.sparsity, args.seeds, args.labels,
-                                 progress=not args.quiet)
-        print(write_outputs(record, args.output))
-        print(f"{time.perf_counter() - started:.0f} s; results in {args.output}")
-        return 0
-    except MinilthError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume", file=sys.stderr)
-        return 130
+    return run_cli(lambda: run(args))
+
+
+def run(args) -> int:
+    """Fills the transfer matrix the arguments describe, writes and prints it; returns 0."""
+    tasks = [get_task(t).name for t in args.tasks]
+    config = TicketConfig(task=tasks[0], model=args.model, data_dir=args.data_dir, **finetuning_config(args))
+    started = time.perf_counter()
+    record = transfer_matrix(args.sources, tasks, config, args.output, args.sparsity, args.seeds, args.labels,
+                             progress=not args.quiet)
+    print(write_outputs(record, args.output))
+    print(f"{time.perf_counter() - started:.0f} s; results in {args.output}")
+    return 0
 
 
 if __name__ == "__main__":

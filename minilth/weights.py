@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .download import cached_download
-from .errors import CheckpointError, MinilthError
+from .errors import CheckpointError, run_cli
 from .model import BertConfig, BertPreTrainedModel, build_model, count_parameters, preset_names
 from .tokenizer import Tokenizer
 
@@ -251,13 +251,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head", default="base", help="base, classification, regression, span, mlm, pretraining")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        model = from_pretrained(args.checkpoint, head=args.head)
-    except MinilthError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: describe(args.checkpoint, args.head))
+
+
+def describe(checkpoint: str, head: str) -> int:
+    """Loads a checkpoint and prints one line about it; returns 0."""
+    model = from_pretrained(checkpoint, head=head)
     cfg = model.config
-    print(f"{args.checkpoint}: L={cfg.num_hidden_layers} H={cfg.hidden_size} heads={cfg.num_attention_heads} "
+    print(f"{checkpoint}: L={cfg.num_hidden_layers} H={cfg.hidden_size} heads={cfg.num_attention_heads} "
           f"act={cfg.hidden_act}, {count_parameters(model):,} parameters, "
           f"{len(model.load_report.loaded)} tensors loaded, {len(model.load_report.missing)} missing, "
           f"{len(model.load_report.unexpected)} unexpected")
