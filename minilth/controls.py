@@ -25,7 +25,7 @@ from torch import nn
 
 from . import files
 from .errors import MinilthError, run_cli
-from .prune import Mask, _named_tensors, magnitude_prune, oneshot_prune, random_prune, sparsity_schedule
+from .prune import Mask, named_tensors, magnitude_prune, oneshot_prune, random_prune, sparsity_schedule
 from .tasks import Task, get_task
 from .ticket import (TicketConfig, fresh_model, load_finished_rounds, load_task_data,
                      train_round)
@@ -72,7 +72,7 @@ def reinitialize(model: nn.Module, names: list[str], how: str = "shuffle", seed:
     """
     if how not in ("shuffle", "fresh"):
         raise ControlError(f"unknown re-initialisation '{how}'; use 'shuffle' or 'fresh'")
-    tensors = _named_tensors(model)
+    tensors = named_tensors(model)
     unknown = [name for name in names if name not in tensors]
     if unknown:
         raise ControlError(f"the model has no tensor named {', '.join(unknown[:3])}; pass names of its weights")

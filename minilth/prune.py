@@ -56,7 +56,7 @@ def _first_few(items: list[str], count: int = 3) -> str:
     return "; ".join(items[:count]) + ("; ..." if len(items) > count else "")
 
 
-def _named_tensors(model_or_sd: TensorsLike) -> dict[str, torch.Tensor]:
+def named_tensors(model_or_sd: TensorsLike) -> dict[str, torch.Tensor]:
     """Returns name -> tensor; for a module the live parameters and buffers (writing them changes the model)."""
     if isinstance(model_or_sd, nn.Module):
         tensors = dict(model_or_sd.named_buffers())
@@ -76,7 +76,7 @@ def prunable_names(model_or_sd: TensorsLike, include_embeddings: bool = False,
     if include_embeddings:
         parts.append(EMBEDDINGS_PATTERN)
     pattern = re.compile(r"^(bert\.)?(" + "|".join(parts) + r")$")
-    all_names = list(_named_tensors(model_or_sd))
+    all_names = list(named_tensors(model_or_sd))
     names = [name for name in all_names if pattern.match(name)]
     if not names:
         seen = ", ".join(all_names[:3]) or "nothing"
@@ -115,7 +115,7 @@ class Mask:
     @classmethod
     def dense(cls, model_or_sd: TensorsLike, names: list[str] | None = None) -> "Mask":
         """Returns an all-ones mask (sparsity 0) over `names`, by default the prunable set."""
-        tensors = _named_tensors(model_or_sd)
+        tensors = named_tensors(model_or_sd)
         names = prunable_names(model_or_sd) if names is None else names
         missing = [name for name in names if name not in tensors]
         if missing:
@@ -183,7 +183,7 @@ class Mask:
     # -- using the mask on a model --
     def check_fits(self, model_or_sd: TensorsLike) -> None:
         """Returns None when every masked name exists in the model with the same shape; raises MaskError otherwise."""
-        tensors = _named_tensors(model_or_sd)
+        tensors = named_tensors(model_or_sd)
         missing = [name for name in self.flags if name not in tensors]
         wrong = [f"{name} mask {tuple(flag.shape)} vs model {tuple(tensors[name].shape)}"
                  for name, flag in self.flags.items() if name in tensors and flag.shape != tensors[name].shape]
@@ -202,7 +202,7 @@ class Mask:
     def bind(self, model_or_sd: TensorsLike) -> Callable[[], None]:
         """Returns a function zeroing the pruned weights in one `_foreach_mul_`; call it after each optimizer step."""
         self.check_fits(model_or_sd)
-        tensors = _named_tensors(model_or_sd)
+        tensors = named_tensors(model_or_sd)
         weights = [tensors[name] for name in self.flags]
         # The float masks are built once, on the weights' device and dtype, so each call is one fused multiply.
         factors = [flag.to(device=w.device, dtype=w.dtype) for flag, w in zip(self.flags.values(), weights)]
@@ -329,7 +329,7 @@ def magnitude_prune(model_or_sd: TensorsLike, mask: Mask, target_sparsity: float
     """
     mask.check_fits(model_or_sd)
     num_pruned = _count_for(target_sparsity, mask.num_total)
-    scores = _scores_of(_named_tensors(model_or_sd), mask)
+    scores = _scores_of(named_tensors(model_or_sd), mask)
     return _prune_by_scores(scores, mask, num_pruned)
 
 
@@ -406,7 +406,7 @@ def rewind(model: nn.Module, theta: Mapping[str, torch.Tensor], mask: Mask,
     model absent from theta (e.g. a fresh task head when theta is a pre-trained BertModel) are left
     as they are; pass `names=[n for n in theta if not is_head(n)]` to keep the trained head instead.
     """
-    tensors = _named_tensors(model)
+    tensors = named_tensors(model)
     if names is None:
         names = [name for name in tensors if name in theta]
         if not names:

@@ -30,7 +30,7 @@ import numpy as np
 from . import files
 from .errors import MinilthError, run_cli
 from .find_ticket import add_finetuning_arguments, finetuning_config
-from .prune import Mask, MaskError, POOLER_PATTERN, _named_tensors, prunable_names
+from .prune import Mask, MaskError, POOLER_PATTERN, named_tensors, prunable_names
 from .report import percent_scale, to_json, transfer_heatmap, write_csv
 from .tasks import TASKS, get_task
 from .ticket import TicketConfig, fresh_model, load_task_data, train_round
@@ -61,7 +61,7 @@ def transfer_mask(mask: Mask, target_model) -> Mask:
     without one (from MLM) leaves a GLUE model's pooler dense. The `bert.` prefix follows the
     target. Every other prunable matrix of the target must be in the mask with the same shape.
     """
-    tensors = _named_tensors(target_model)
+    tensors = named_tensors(target_model)
     by_bare = {_bare(name): name for name in tensors}
     moved, missing_in_target = {}, []
     for name, flag in mask.items():
