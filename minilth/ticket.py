@@ -184,7 +184,8 @@ def seconds_per_step(config: TicketConfig, task: Task, train, timed_steps: int =
     model = fresh_model(config, task, config.seeds[0])
     times = []
     finetune(model, task, sample, None, epochs=1, batch_size=batch_size, device=config.device,
-             precision=config.precision, progress=False, on_step=lambda step, model: times.append(time.perf_counter()))
+             precision=config.precision, group_by_length=config.group_by_length, progress=False,
+             on_step=lambda step, model: times.append(time.perf_counter()))
     return (times[-1] - times[0]) / max(1, len(times) - 1)
 
 
