@@ -29,7 +29,7 @@ import torch
 from . import files
 from .errors import MinilthError
 from .prune import Mask, is_head, magnitude_prune, prunable_names, rewind, sparsity_schedule
-from .report import new_figure, save_figure
+from .report import describe, new_figure, save_figure
 from .tasks import Task, get_task, load_dataset
 from .train import choose_device, finetune, model_for_task
 
@@ -274,19 +274,15 @@ def summarize(rounds: list[Round], task: Task) -> dict:
     metric is at least the dense mean.
     """
     metric = task.ticket_metric
-    dense = [m[metric] for m in rounds[0].metrics]
-    dense_mean = statistics.fmean(dense)
-    dense_std = statistics.stdev(dense) if len(dense) > 1 else 0.0
+    dense = describe([m[metric] for m in rounds[0].metrics])
+    dense_mean, dense_std = dense["mean"], dense["std"]
     table = []
     for r in rounds:
-        values = [m[metric] for m in r.metrics]
-        mean = statistics.fmean(values)
+        stats = describe([m[metric] for m in r.metrics])
         table.append({"round": r.index, "sparsity": r.sparsity, "actual_sparsity": r.mask.sparsity,
-                      "metric": metric, "mean": mean,
-                      "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                      "min": min(values), "max": max(values), "seeds": len(values),
-                      "within_std": mean >= dense_mean - dense_std, "at_least_dense": mean >= dense_mean,
-                      "seconds": round(r.seconds, 1)})
+                      "metric": metric, "mean": stats["mean"], "std": stats["std"], "min": stats["min"],
+                      "max": stats["max"], "seeds": stats["n"], "within_std": stats["mean"] >= dense_mean - dense_std,
+                      "at_least_dense": stats["mean"] >= dense_mean, "seconds": round(r.seconds, 1)})
     return {"task": task.name, "metric": metric, "dense_mean": dense_mean, "dense_std": dense_std,
             "ticket_within_std": _highest(table, "within_std"),
             "ticket_at_least_dense": _highest(table, "at_least_dense"), "rounds": table}
