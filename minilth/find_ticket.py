@@ -95,9 +95,10 @@ def run(args) -> int:
     rounds = find_ticket(config, output, progress=not args.quiet)
     summary = summarize(rounds, get_task(config.task))
     print(format_table(summary))
-    print(f"winning ticket (within one std of dense): {_percent(summary['ticket_within_std'])}; "
-          f"(at least dense): {_percent(summary['ticket_at_least_dense'])}; "
-          f"{time.perf_counter() - started:.0f} s; results in {output}")
+    if len(rounds) > 1:
+        print(f"winning ticket (within one std of dense): {_percent(summary['ticket_within_std'])}; "
+              f"(at least dense): {_percent(summary['ticket_at_least_dense'])}")
+    print(f"{time.perf_counter() - started:.0f} s; results in {output}")
     return 0
 
 
