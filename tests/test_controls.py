@@ -10,16 +10,13 @@ from minilth.controls import (main, random_pruning_mask, oneshot_mask, reinitial
 from minilth.errors import MinilthError
 from minilth.prune import Mask, magnitude_prune
 from minilth.tasks import get_task
-from minilth.ticket import TicketConfig, find_ticket, fresh_model, load_finished_rounds, load_task_data
+from minilth.ticket import fresh_model, load_finished_rounds, load_task_data
 
 
 @pytest.fixture(scope="module")
-def imp_run(tiny_checkpoint, glue_dir, tmp_path_factory):
-    """A tiny finished IMP run on RTE: rounds at 0, 10% and 20% sparsity."""
-    output = tmp_path_factory.mktemp("imp_rte")
-    config = TicketConfig(task="rte", model=str(tiny_checkpoint), data_dir=str(glue_dir), target_sparsity=0.2,
-                          max_train_examples=8, max_eval_examples=8, epochs=1, batch_size=8, device="cpu")
-    find_ticket(config, output, progress=False, echo=None)
+def imp_run(tiny_rte_imp_run):
+    """The tiny RTE IMP run with its rounds: (config, folder, rounds at 0, 10% and 20%)."""
+    config, output = tiny_rte_imp_run
     return config, output, load_finished_rounds(output)
 
 

@@ -20,12 +20,9 @@ POOLER = "bert.pooler.dense.weight"
 
 
 @pytest.fixture(scope="module")
-def imp_run(tiny_checkpoint, glue_dir, tmp_path_factory):
-    """A tiny finished IMP run on RTE (rounds at 0, 10%, 20%), copied to a folder holding only its mask files."""
-    output = tmp_path_factory.mktemp("imp_rte")
-    config = TicketConfig(task="rte", model=str(tiny_checkpoint), data_dir=str(glue_dir), target_sparsity=0.2,
-                          max_train_examples=8, max_eval_examples=8, epochs=1, batch_size=8, device="cpu")
-    find_ticket(config, output, progress=False, echo=None)
+def imp_run(tiny_rte_imp_run, tmp_path_factory):
+    """The tiny RTE IMP run, plus a copy of it holding only its mask files."""
+    config, output = tiny_rte_imp_run
     # The source of a transfer is read for its masks only: a folder with nothing else must do.
     masks_only = tmp_path_factory.mktemp("sources") / "rte"
     for path in output.glob("rounds/round_*/mask.pt"):
