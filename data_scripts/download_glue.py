@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from minilth.download import cached_download, extract_archive
-from minilth.errors import DataError, MinilthError
+from minilth.errors import DataError, MinilthError, run_cli
 
 GLUE_BASE_URL = "https://dl.fbaipublicfiles.com/glue/data"
 MRPC_BASE_URL = "https://dl.fbaipublicfiles.com/senteval/senteval_data"
@@ -160,15 +160,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Download the requested GLUE tasks; return the exit status (2 with a one-line message on error)."""
     args = parse_args(argv)
-    try:
-        tasks = resolve_tasks(args.tasks)
-        glue_dir = args.out / "glue"
-        for task in tasks:
-            folder = install_task(task, glue_dir, args.base_url)
-            print(f"{task}: {folder}")
-    except MinilthError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: install_all(args), "run it again: finished files are kept, the rest resumes")
+
+
+def install_all(args) -> int:
+    for task in resolve_tasks(args.tasks):
+        print(f"{task}: {install_task(task, args.out / 'glue', args.base_url)}")
     return 0
 
 

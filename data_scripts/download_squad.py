@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from minilth.download import cached_download, install_file
-from minilth.errors import MinilthError
+from minilth.errors import run_cli
 
 SQUAD_BASE_URL = "https://rajpurkar.github.io/SQuAD-explorer/dataset"
 # Digests as recorded in the download_checksums of Hugging Face datasets' squad/dataset_infos.json.
@@ -48,12 +48,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Download SQuAD v1.1; return the exit status (2 with a one-line message on error)."""
     args = parse_args(argv)
-    try:
-        for path in install_squad(args.out / "squad", args.base_url):
-            print(f"SQuAD v1.1: {path}")
-    except MinilthError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: report(install_squad(args.out / "squad", args.base_url)),
+                   "run it again: finished files are kept, the rest resumes")
+
+
+def report(paths) -> int:
+    for path in paths:
+        print(f"SQuAD v1.1: {path}")
     return 0
 
 

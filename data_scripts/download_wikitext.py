@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from minilth.download import cached_download, extract_archive
-from minilth.errors import DataError, MinilthError
+from minilth.errors import DataError, run_cli
 
 WIKITEXT_BASE_URL = "https://s3.amazonaws.com/research.metamind.io/wikitext"
 # variant -> (archive, its top folder, which is also the output folder)
@@ -57,13 +57,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Download one WikiText variant; return the exit status (2 with a one-line message on error)."""
     args = parse_args(argv)
-    try:
-        folder = install_wikitext(args.out, args.variant, args.base_url)
-    except MinilthError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: report(install_wikitext(args.out, args.variant, args.base_url), args.variant),
+                   "run it again: finished files are kept, the rest resumes")
+
+
+def report(folder: Path, variant: str) -> int:
     for name in SPLIT_FILES:
-        print(f"WikiText-{args.variant}: {folder / name}")
+        print(f"WikiText-{variant}: {folder / name}")
     return 0
 
 
