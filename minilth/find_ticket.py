@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--no-rewind-head", action="store_true",
                      help="keep the previous round's trained head instead of rewinding it (the reference code)")
     imp.add_argument("--include-embeddings", action="store_true", help="prune the embedding matrices too")
+    imp.add_argument("--keep-pooler", action="store_true",
+                     help="leave the pooler dense; the paper prunes it, but a pooler that was never trained "
+                          "(sentence-transformers' MiniLM: weights 5x smaller than the encoder's) is then "
+                          "pruned first and almost entirely")
     add_finetuning_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
@@ -86,6 +90,7 @@ def config_from_args(args):
         task=get_task(args.task).name, model=args.model, data_dir=args.data_dir,
         target_sparsity=args.target_sparsity, schedule=args.schedule, rate=args.rate, rewind_at=args.rewind,
         rewind_head=not args.no_rewind_head, include_embeddings=args.include_embeddings,
+        prune_pooler=not args.keep_pooler,
         **finetuning_config(args))
 
 

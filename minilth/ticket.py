@@ -19,6 +19,7 @@ import dataclasses
 import io
 import json
 import math
+import random
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class TicketConfig:
     rewind_at: float = 0.0  # 0: rewind to theta_0 (pre-trained); 0.05: to the weights after 5% of fine-tuning
     rewind_head: bool = True  # rewind the task head too (the reference code does not)
     include_embeddings: bool = False  # prune the embedding matrices as well (the paper does not)
+    prune_pooler: bool = True  # the paper prunes the pooler; False leaves it dense (see find_ticket --keep-pooler)
     seeds: list[int] = field(default_factory=lambda: [0])
     epochs: float | None = None  # None: the task's (the paper's) value
     learning_rate: float | None = None
@@ -164,8 +166,10 @@ def describe_plan(config: TicketConfig, task: Task, data, sparsities: list[float
     batch_size = config.batch_size or task.batch_size
     epochs = config.epochs if config.epochs is not None else task.epochs
     steps = math.ceil(epochs * math.ceil(len(train.features) / batch_size))
+    # Each epoch ends with a pass over the eval set; a forward pass costs about a third of a training step.
+    eval_steps = math.ceil(epochs) * len(evaluation.features) / batch_size / 3
     runs = (len(sparsities) - done) * len(config.seeds)
-    seconds = runs * steps * seconds_per_step(config, task, train)
+    seconds = runs * (steps + eval_steps) * seconds_per_step(config, task, train)
     resumed = f" (resuming: {done} of {len(sparsities)} rounds done)" if done else ""
     return "\n".join([
         f"IMP on {task.display_name} from {config.model}: {len(train.features)} training / "
@@ -177,10 +181,15 @@ def describe_plan(config: TicketConfig, task: Task, data, sparsities: list[float
 
 
 def seconds_per_step(config: TicketConfig, task: Task, train, timed_steps: int = 3) -> float:
-    """Times a few fine-tuning steps on the first batches (the first step, a warm-up, not counted)."""
+    """Times a few fine-tuning steps on randomly drawn examples (the first step, a warm-up, not counted).
+
+    Random, not the first ones: files are often ordered by source, e.g. STS-B opens with its
+    shortest sentences, which made an estimate from the first batches half the real time.
+    """
     batch_size = config.batch_size or task.batch_size
     sample = copy.copy(train)
-    sample.features = train.features[: batch_size * (timed_steps + 1)]
+    count = min(len(train.features), batch_size * (timed_steps + 1))
+    sample.features = random.Random(0).sample(train.features, count)
     model = fresh_model(config, task, config.seeds[0])
     times = []
     finetune(model, task, sample, None, epochs=1, batch_size=batch_size, device=config.device,
@@ -208,11 +217,16 @@ def load_task_data(config: TicketConfig, task: Task):
     return train, evaluation
 
 
+def dense_mask(config: TicketConfig, model) -> Mask:
+    """Returns the all-ones mask over the config's prunable set of the model."""
+    names = prunable_names(model, include_embeddings=config.include_embeddings, include_pooler=config.prune_pooler)
+    return Mask.dense(model, names)
+
+
 def _mask_for_round(output_dir: Path, index: int, config: TicketConfig, task: Task) -> Mask:
     """Round 0 is dense; round k's mask was written when round k-1 finished."""
     if index == 0:
-        model = fresh_model(config, task, config.seeds[0])
-        return Mask.dense(model, prunable_names(model, include_embeddings=config.include_embeddings))
+        return dense_mask(config, fresh_model(config, task, config.seeds[0]))
     return Mask.load(_round_dir(output_dir, index) / "mask.pt")
 
 

@@ -33,7 +33,7 @@ from .find_ticket import add_finetuning_arguments, finetuning_config
 from .prune import Mask, MaskError, POOLER_PATTERN, named_tensors, prunable_names
 from .report import percent_scale, to_json, transfer_heatmap, write_csv
 from .tasks import TASKS, get_task
-from .ticket import TicketConfig, fresh_model, load_task_data, train_round
+from .ticket import TicketConfig, dense_mask, fresh_model, load_task_data, train_round
 
 DENSE = "dense"  # the row of dense baselines: the full pre-trained model fine-tuned on each target
 
@@ -190,8 +190,7 @@ def transfer_matrix(sources: list[str | Path], tasks: list[str], config: TicketC
 
 
 def _dense_mask(config: TicketConfig, seed: int) -> Mask:
-    model = fresh_model(config, get_task(config.task), seed)
-    return Mask.dense(model, prunable_names(model, include_embeddings=config.include_embeddings))
+    return dense_mask(config, fresh_model(config, get_task(config.task), seed))
 
 
 def _check_all_fit(masks: dict[str, Mask], tasks: list[str], config: TicketConfig, seed: int) -> None:

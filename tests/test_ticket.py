@@ -42,6 +42,16 @@ def test_cli_end_to_end(tiny_checkpoint, glue_dir, tmp_path, capsys):
     assert (tmp_path / "run" / "summary.png").stat().st_size > 0
 
 
+def test_keep_pooler_leaves_it_out_of_every_mask(tiny_checkpoint, glue_dir, tmp_path):
+    args = cli_args(tiny_checkpoint, glue_dir, tmp_path / "run", "--keep-pooler")
+    args[args.index("--target-sparsity") + 1] = "0.1"
+    assert main(args) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["prune_pooler"] is False
+    _, masks = read_run(tmp_path / "run")
+    pooler = "bert.pooler.dense.weight"
+    assert all(pooler not in mask.names() for mask in masks) and masks[1].num_pruned > 0
+
+
 def test_resume_after_kill_equals_uninterrupted(tiny_checkpoint, glue_dir, tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     command = [sys.executable, "-m", "minilth.find_ticket", *cli_args(tiny_checkpoint, glue_dir, killed)]
