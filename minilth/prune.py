@@ -67,6 +67,19 @@ def named_tensors(model_or_sd: TensorsLike) -> dict[str, torch.Tensor]:
     raise MaskError(f"expected an nn.Module or a state dict, got {type(model_or_sd).__name__}")
 
 
+def pooler_magnitude_ratio(model_or_sd: TensorsLike, names: list[str]) -> float | None:
+    """Returns the pooler's mean |weight| over that of the other prunable matrices; None when it is not among `names`.
+
+    Far below 1, global magnitude pruning removes the pooler first and almost whole.
+    """
+    tensors = named_tensors(model_or_sd)
+    pooler = [name for name in names if re.search(POOLER_PATTERN + "$", name)]
+    others = [tensors[name].detach().abs().flatten() for name in names if name not in pooler]
+    if not pooler or not others:
+        return None
+    return (tensors[pooler[0]].detach().abs().mean() / torch.cat(others).mean()).item()
+
+
 def prunable_names(model_or_sd: TensorsLike, include_embeddings: bool = False,
                    include_pooler: bool = True) -> list[str]:
     """Returns the names of the prunable weight matrices, in the model's order (73 for BERT-base by default)."""

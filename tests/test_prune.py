@@ -6,8 +6,8 @@ from torch.nn.utils import prune as torch_prune
 from transformers import BertConfig, BertForSequenceClassification, BertModel
 
 from minilth.errors import MinilthError
-from minilth.prune import (Mask, is_head, magnitude_prune, oneshot_prune, prunable_names, random_prune, rewind,
-                           snapshot, sparsity_schedule)
+from minilth.prune import (Mask, is_head, magnitude_prune, oneshot_prune, pooler_magnitude_ratio, prunable_names,
+                           random_prune, rewind, snapshot, sparsity_schedule)
 
 
 def tiny_config(layers: int = 2) -> BertConfig:
@@ -54,6 +54,16 @@ def test_prunable_names_are_the_papers_73_matrices_with_and_without_prefix():
     assert len(with_embeddings) == 76 and "bert.embeddings.word_embeddings.weight" in with_embeddings
     with pytest.raises(MinilthError, match="no prunable weights"):
         prunable_names(nn.Linear(3, 3))
+
+
+def test_pooler_magnitude_ratio_flags_minilms_untrained_pooler(minilm_path):
+    from minilth.weights import read_weights
+
+    minilm = read_weights(minilm_path)
+    assert pooler_magnitude_ratio(minilm, prunable_names(minilm)) < 0.25  # mean |w| 0.007 against 0.03-0.07
+    model = tiny_bert()
+    assert 0.5 < pooler_magnitude_ratio(model, prunable_names(model)) < 2  # one initialisation for all
+    assert pooler_magnitude_ratio(model, prunable_names(model, include_pooler=False)) is None
 
 
 def test_is_head():

@@ -1,12 +1,14 @@
 """The IMP loop and its command line: end to end on a tiny checkpoint, resume after kill -9, bad input."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+import torch
 
 from minilth.errors import MinilthError
 from minilth.find_ticket import main
@@ -50,6 +52,21 @@ def test_keep_pooler_leaves_it_out_of_every_mask(tiny_checkpoint, glue_dir, tmp_
     _, masks = read_run(tmp_path / "run")
     pooler = "bert.pooler.dense.weight"
     assert all(pooler not in mask.names() for mask in masks) and masks[1].num_pruned > 0
+
+
+def test_a_small_pooler_is_warned_about_unless_kept_dense(tiny_checkpoint, glue_dir, tmp_path, caplog):
+    small_pooler = tmp_path / "small_pooler"
+    shutil.copytree(tiny_checkpoint, small_pooler)
+    state = torch.load(small_pooler / "pytorch_model.bin", weights_only=True)
+    state["bert.pooler.dense.weight"] *= 0.1  # like all-MiniLM-L6-v2's never-trained pooler
+    torch.save(state, small_pooler / "pytorch_model.bin")
+    for checkpoint, extra, warned in [(tiny_checkpoint, [], False), (small_pooler, [], True),
+                                      (small_pooler, ["--keep-pooler"], False)]:
+        caplog.clear()
+        args = cli_args(checkpoint, glue_dir, tmp_path / f"run_{checkpoint.name}_{len(extra)}", *extra)
+        args[args.index("--target-sparsity") + 1] = "0"
+        assert main(args) == 0
+        assert ("--keep-pooler" in caplog.text) == warned
 
 
 def test_resume_after_kill_equals_uninterrupted(tiny_checkpoint, glue_dir, tmp_path):
