@@ -53,9 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keep the previous round's trained head instead of rewinding it (the reference code)")
     imp.add_argument("--include-embeddings", action="store_true", help="prune the embedding matrices too")
     imp.add_argument("--keep-pooler", action="store_true",
-                     help="leave the pooler dense; the paper prunes it, but a pooler that was never trained "
-                          "(sentence-transformers' MiniLM: weights 5x smaller than the encoder's) is then "
-                          "pruned first and almost entirely")
+                     help="leave the pooler dense; the paper prunes it, but a pooler much smaller than the "
+                          "encoder (sentence-transformers' MiniLM, which never used it: 6x) is then pruned "
+                          "first and almost entirely")
     add_finetuning_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser

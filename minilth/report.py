@@ -22,7 +22,7 @@ from .tasks import Task, get_task
 
 # The order and names of Table 2's rows.
 SETTING_LABELS = {
-    "dense": "Full BERT (dense)",
+    "dense": "Full model (dense)",
     "imp": "IMP",
     "random_pruning": "Random pruning",
     "random_pruning_layerwise": "Random pruning (layer-wise)",

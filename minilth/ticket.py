@@ -227,7 +227,8 @@ def dense_mask(config: TicketConfig, model) -> Mask:
 
 
 def _warn_if_pooler_is_small(model, names: list[str]) -> None:
-    # all-MiniLM-L6-v2's pooler was never trained (mean |w| 0.007 against 0.03-0.07 in its encoder):
+    # all-MiniLM-L6-v2's pooler is unused by sentence-transformers, which averages the token vectors, and
+    # its weights are small (mean |w| 0.007 against 0.03-0.07 in the encoder):
     # IMP pruned 99.9% of it at 50% sparsity, which cut the classifier off and collapsed every seed.
     ratio = pooler_magnitude_ratio(model, names)
     if ratio is not None and ratio < 1 / 3:
@@ -351,8 +352,8 @@ def plot_summary(summary: dict, path: Path) -> bool:
     ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label="IMP subnetwork")
     ax.set_xlabel("sparsity of the prunable weights (%)")
     ax.set_ylabel(summary["metric"])
-    ax.set_title(f"{summary['task']}: metric vs sparsity")
-    ax.legend(loc="lower left")
+    ax.set_title(f"{get_task(summary['task']).display_name}: IMP subnetworks against the dense model")
+    ax.legend(loc="best")
     save_figure(fig, path)
     return True
 

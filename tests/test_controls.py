@@ -171,7 +171,7 @@ def test_cli_prints_table2_and_resumes(imp_run, tmp_path, capsys):
             "--output", str(tmp_path / "c"), "--quiet"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    for label in ("Full BERT (dense)", "IMP", "Random pruning", "One-shot pruning"):
+    for label in ("Full model (dense)", "IMP", "Random pruning", "One-shot pruning"):
         assert label in out
     assert "10%" in out and "±" in out
     csv_text = (tmp_path / "c" / "sparsity_0.10" / "table2.csv").read_text()

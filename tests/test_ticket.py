@@ -58,7 +58,7 @@ def test_a_small_pooler_is_warned_about_unless_kept_dense(tiny_checkpoint, glue_
     small_pooler = tmp_path / "small_pooler"
     shutil.copytree(tiny_checkpoint, small_pooler)
     state = torch.load(small_pooler / "pytorch_model.bin", weights_only=True)
-    state["bert.pooler.dense.weight"] *= 0.1  # like all-MiniLM-L6-v2's never-trained pooler
+    state["bert.pooler.dense.weight"] *= 0.1  # like all-MiniLM-L6-v2's unused pooler
     torch.save(state, small_pooler / "pytorch_model.bin")
     for checkpoint, extra, warned in [(tiny_checkpoint, [], False), (small_pooler, [], True),
                                       (small_pooler, ["--keep-pooler"], False)]:
