@@ -209,7 +209,7 @@ def run_controls(config: TicketConfig | None, imp_output_dir: str | Path, sparsi
     if echo:
         echo(f"controls for {task.display_name} at {100 * imp.sparsity:g}% sparsity (IMP round {imp.index}): "
              f"{len(todo)} of {len(controls) * len(seeds)} runs to do; results in {folder}")
-    data = load_task_data(config, task) if todo else None
+    data = load_task_data(config, task, progress) if todo else None
     results = {}
     for control in controls:
         results[control] = [run_one_control(config, task, data, imp.mask, control, seed, folder, progress)

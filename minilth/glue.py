@@ -55,7 +55,7 @@ class GlueDataset:
 
 
 def load_glue(task: Task | str, path: str | Path, tokenizer, split: str = "train",
-              max_examples: int | None = None, max_length: int | None = None) -> GlueDataset:
+              max_examples: int | None = None, max_length: int | None = None, progress: bool = True) -> GlueDataset:
     """Returns a GlueDataset of the file's examples and their features.
 
     max_examples keeps the first N examples in file order (after skipped rows), for quick runs;
@@ -63,7 +63,7 @@ def load_glue(task: Task | str, path: str | Path, tokenizer, split: str = "train
     """
     task = get_task(task)
     examples, skipped = read_examples(task, path, split=split, max_examples=max_examples)
-    features = featurize(task, examples, tokenizer, max_length=max_length or task.max_length)
+    features = featurize(task, examples, tokenizer, max_length=max_length or task.max_length, progress=progress)
     return GlueDataset(task, split, examples, features, pad_id=tokenizer.pad_id, skipped_rows=skipped)
 
 
@@ -162,7 +162,8 @@ def _example(task: Task, row: list[str], indices: dict, guid: str, path: Path, l
     return Example(guid, texts[0], texts[1] if len(texts) > 1 else None, label)
 
 
-def featurize(task: Task | str, examples: list[Example], tokenizer, max_length: int = 128) -> list[dict]:
+def featurize(task: Task | str, examples: list[Example], tokenizer, max_length: int = 128,
+              progress: bool = True) -> list[dict]:
     """Returns one feature dict per example: unpadded input_ids, token_type_ids, attention_mask, and
     "labels" (the label's index into task.labels, or the float score) unless the example is unlabelled.
     """
@@ -170,7 +171,7 @@ def featurize(task: Task | str, examples: list[Example], tokenizer, max_length: 
     label_ids = task.label_ids
     features = []
     with tqdm(total=len(examples), desc=f"tokenize {task.display_name}", unit="ex",
-              disable=len(examples) <= ENCODE_CHUNK, leave=False) as bar:
+              disable=not progress or len(examples) <= ENCODE_CHUNK, leave=False) as bar:
         for start in range(0, len(examples), ENCODE_CHUNK):
             chunk = examples[start:start + ENCODE_CHUNK]
             pairs = chunk[0].text_b is not None

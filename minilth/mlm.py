@@ -63,7 +63,7 @@ def _is_heading(line: str) -> bool:
 
 
 def load_mlm(path: str | Path, tokenizer, max_length: int = 128, max_examples: int | None = None,
-             lines_per_batch: int = 1000) -> MlmDataset:
+             lines_per_batch: int = 1000, progress: bool = True) -> MlmDataset:
     """Returns an MlmDataset of [CLS] block [SEP] features, max_length tokens each, from a corpus file.
 
     max_examples caps the number of blocks; the file is then read only as far as needed.
@@ -72,7 +72,7 @@ def load_mlm(path: str | Path, tokenizer, max_length: int = 128, max_examples: i
         raise ValueError(f"max_length must leave room for [CLS], [SEP] and a token, got {max_length}")
     block_size = max_length - 2
     wanted_tokens = None if max_examples is None else max_examples * block_size
-    stream = _token_stream(_corpus_lines(path), tokenizer, lines_per_batch, wanted_tokens)
+    stream = _token_stream(_corpus_lines(path), tokenizer, lines_per_batch, wanted_tokens, progress)
     blocks = cut_blocks(stream, block_size)
     if max_examples is not None:
         blocks = blocks[:max_examples]
@@ -88,22 +88,22 @@ def load_mlm(path: str | Path, tokenizer, max_length: int = 128, max_examples: i
 
 
 def _token_stream(lines: Iterable[str], tokenizer, lines_per_batch: int,
-                  wanted_tokens: int | None) -> list[int]:
+                  wanted_tokens: int | None, progress: bool = True) -> list[int]:
     """Returns the token ids of all lines back to back (no special tokens), stopping once enough."""
     ids: list[int] = []
     chunk: list[str] = []
-    progress = tqdm(desc="tokenizing corpus", unit=" lines", disable=None)
+    bar = tqdm(desc="tokenizing corpus", unit=" lines", disable=None if progress else True)
     for line in _then_flush(lines):
         if line is not None:
             chunk.append(line)
         if chunk and (line is None or len(chunk) >= lines_per_batch):
             for encoding in tokenizer.backend.encode_batch(chunk, add_special_tokens=False):
                 ids.extend(encoding.ids)
-            progress.update(len(chunk))
+            bar.update(len(chunk))
             chunk = []
             if wanted_tokens is not None and len(ids) >= wanted_tokens:
                 break
-    progress.close()
+    bar.close()
     return ids
 
 

@@ -115,7 +115,7 @@ def _read_question(path: Path, title: str, context: str, qa: dict) -> SquadExamp
 
 def load_squad(path: str | Path, tokenizer, max_length: int = 384, doc_stride: int = 128,
                max_query_length: int = 64, max_examples: int | None = None,
-               training: bool = False) -> SquadDataset:
+               training: bool = False, progress: bool = True) -> SquadDataset:
     """Returns a SquadDataset: the file's examples and one feature per context window.
 
     A feature is [CLS] question [SEP] window [SEP], at most `max_length` tokens, the question
@@ -144,7 +144,7 @@ def load_squad(path: str | Path, tokenizer, max_length: int = 384, doc_stride: i
     context_encodings = dict(zip(unique_contexts,
                                  backend.encode_batch(unique_contexts, add_special_tokens=False)))
     for index, example in enumerate(tqdm(examples, desc=f"SQuAD windows {Path(path).name}",
-                                         disable=len(examples) < 1000)):
+                                         disable=not progress or len(examples) < 1000)):
         question_ids = questions[index].ids[:max_query_length]
         context = context_encodings[example.context]
         _add_windows(dataset, index, tokenizer, question_ids, context.ids, context.offsets,

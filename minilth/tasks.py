@@ -165,7 +165,8 @@ def _subdir(task: Task) -> str:
     return f"glue/{task.folder}" if task.kind in ("classification", "regression") else task.folder
 
 
-def load_dataset(task: Task | str, data_dir: str | Path, split: str, tokenizer, max_examples: int | None = None):
+def load_dataset(task: Task | str, data_dir: str | Path, split: str, tokenizer, max_examples: int | None = None,
+                 progress: bool = True):
     """Returns the split as a Dataset with `.examples` and `.features` (the first max_examples, if given).
 
     GLUE tasks are read by glue.load_glue, SQuAD by squad.load_squad (training windows for
@@ -175,14 +176,14 @@ def load_dataset(task: Task | str, data_dir: str | Path, split: str, tokenizer, 
     path = task_file(task, data_dir, split)
     if task.kind in ("classification", "regression"):
         from .glue import load_glue
-        return load_glue(task, path, tokenizer, split=split, max_examples=max_examples)
+        return load_glue(task, path, tokenizer, split=split, max_examples=max_examples, progress=progress)
     if task.kind == "span":
         from .squad import load_squad  # late: squad.py is optional until a SQuAD run
         return load_squad(path, tokenizer, max_length=task.max_length, doc_stride=task.doc_stride,
                           max_query_length=task.max_query_length, max_examples=max_examples,
-                          training=(split == "train"))
+                          training=(split == "train"), progress=progress)
     from .mlm import load_mlm
-    return load_mlm(path, tokenizer, max_length=task.max_length, max_examples=max_examples)
+    return load_mlm(path, tokenizer, max_length=task.max_length, max_examples=max_examples, progress=progress)
 
 
 def compute_metrics(task: Task | str, predictions, references) -> dict[str, float]:

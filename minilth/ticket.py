@@ -128,7 +128,7 @@ def find_ticket(config: TicketConfig, output_dir: str | Path, progress: bool = T
     output_dir = Path(output_dir)
     task = get_task(config.task)
     _claim_output_dir(output_dir, config)
-    data = load_task_data(config, task)
+    data = load_task_data(config, task, progress)
     sparsities = [0.0] + sparsity_schedule(config.target_sparsity, config.rate, config.schedule)
 
     rounds = load_finished_rounds(output_dir)
@@ -209,14 +209,15 @@ def _duration(seconds: float) -> str:
     return f"about {seconds / 3600:.1f} h"
 
 
-def load_task_data(config: TicketConfig, task: Task):
-    """Returns (train, eval) datasets of the task, capped as the config says."""
+def load_task_data(config: TicketConfig, task: Task, progress: bool = True):
+    """Returns (train, eval) datasets of the task, capped as the config says; `progress` False: no bars."""
     from .weights import load_tokenizer
 
     tokenizer = load_tokenizer(config.model)
-    train = load_dataset(task, config.data_dir, "train", tokenizer, max_examples=config.max_train_examples)
+    train = load_dataset(task, config.data_dir, "train", tokenizer, max_examples=config.max_train_examples,
+                         progress=progress)
     evaluation = load_dataset(task, config.data_dir, task.eval_split, tokenizer,
-                              max_examples=config.max_eval_examples)
+                              max_examples=config.max_eval_examples, progress=progress)
     return train, evaluation
 
 

@@ -96,7 +96,7 @@ def transfer(mask: Mask, target_task: str, config: TicketConfig, seed: int = 0, 
     """
     task = get_task(target_task)
     config = dataclasses.replace(config, task=task.name)
-    data = data or load_task_data(config, task)
+    data = data or load_task_data(config, task, progress)
     moved = transfer_mask(mask, fresh_model(config, task, seed))
     _, history = train_round(config, task, data, moved, seed, progress=progress)
     return history.final
@@ -176,7 +176,7 @@ def transfer_matrix(sources: list[str | Path], tasks: list[str], config: TicketC
     for target in tasks:
         task_config = dataclasses.replace(config, task=target)
         pending = [(s, seed) for s, t, seed in todo if t == target]
-        data = load_task_data(task_config, get_task(target)) if pending else None
+        data = load_task_data(task_config, get_task(target), progress) if pending else None
         for source, seed in pending:
             started = time.perf_counter()
             mask = _dense_mask(task_config, seed) if source == DENSE else masks[source]

@@ -247,3 +247,10 @@ def test_featurize_truncates_long_pairs_to_max_length(minilm_tokenizer):
     examples = [Example("x-1", "word " * 300, "other " * 10, "entailment")]
     feature = featurize("rte", examples, minilm_tokenizer, max_length=64)[0]
     assert len(feature["input_ids"]) == 64 and feature["token_type_ids"].count(1) == 11  # 10 words + [SEP]
+
+
+def test_tokenizing_bar_shows_for_big_files_unless_progress_is_false(glue_dir, minilm_tokenizer, capsys):
+    load_dataset("cola", glue_dir, "train", minilm_tokenizer)  # 8,551 sentences: more than one chunk
+    assert "tokenize CoLA" in capsys.readouterr().err
+    load_dataset("cola", glue_dir, "train", minilm_tokenizer, progress=False)  # what --quiet passes
+    assert "tokenize CoLA" not in capsys.readouterr().err
