@@ -261,7 +261,9 @@ def _claim_output_dir(output_dir: Path, config: TicketConfig) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / "config.json"
     if path.exists():
-        stored = json.loads(path.read_text())
+        # A run written before a field existed ran with that field's default.
+        defaults = {f.name: f.default for f in dataclasses.fields(TicketConfig) if f.default is not dataclasses.MISSING}
+        stored = {**defaults, **json.loads(path.read_text())}
         if stored != config.to_dict():
             changed = sorted(k for k in set(stored) | set(config.to_dict()) if stored.get(k) != config.to_dict().get(k))
             raise MinilthError(f"{output_dir} holds a run with a different config ({', '.join(changed)} differ); "

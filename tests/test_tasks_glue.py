@@ -238,8 +238,9 @@ def test_squad_and_mlm_dispatch_to_their_modules_with_the_tasks_lengths(tmp_path
     load_dataset("squad1.1", tmp_path / "glue", "train", tokenizer=None, max_examples=5)  # found beside glue/
     load_dataset("mlm", tmp_path, "dev", tokenizer=None)
     assert calls["squad"] == (tmp_path / "squad" / "train-v1.1.json", dict(
-        max_length=384, doc_stride=128, max_query_length=64, max_examples=5, training=True))
-    assert calls["mlm"] == (tmp_path / "wikitext-103-raw" / "wiki.valid.raw", dict(max_length=128, max_examples=None))
+        max_length=384, doc_stride=128, max_query_length=64, max_examples=5, training=True, progress=True))
+    assert calls["mlm"] == (tmp_path / "wikitext-103-raw" / "wiki.valid.raw",
+                            dict(max_length=128, max_examples=None, progress=True))
 
 
 def test_featurize_truncates_long_pairs_to_max_length(minilm_tokenizer):

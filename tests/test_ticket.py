@@ -1,4 +1,5 @@
 """The IMP loop and its command line: end to end on a tiny checkpoint, resume after kill -9, bad input."""
+import dataclasses
 import json
 import os
 import shutil
@@ -67,6 +68,18 @@ def test_a_small_pooler_is_warned_about_unless_kept_dense(tiny_checkpoint, glue_
         args[args.index("--target-sparsity") + 1] = "0"
         assert main(args) == 0
         assert ("--keep-pooler" in caplog.text) == warned
+
+
+def test_a_run_written_before_a_config_field_existed_resumes_with_its_default(tiny_rte_imp_run, tmp_path):
+    config, output = tiny_rte_imp_run
+    old_run = tmp_path / "old_run"
+    shutil.copytree(output, old_run)
+    stored = json.loads((old_run / "config.json").read_text())
+    del stored["prune_pooler"]  # config.json as written before --keep-pooler
+    (old_run / "config.json").write_text(json.dumps(stored))
+    assert len(find_ticket(config, old_run, progress=False, echo=None)) == 3  # finished: nothing to train
+    with pytest.raises(MinilthError, match="prune_pooler differ"):
+        find_ticket(dataclasses.replace(config, prune_pooler=False), old_run, progress=False, echo=None)
 
 
 def test_resume_after_kill_equals_uninterrupted(tiny_checkpoint, glue_dir, tmp_path):
