@@ -234,7 +234,7 @@ def _warn_if_pooler_is_small(model, names: list[str]) -> None:
     ratio = pooler_magnitude_ratio(model, names)
     if ratio is not None and ratio < 1 / 3:
         logger.warning(f"warning: the pooler's weights are {1 / ratio:.0f}x smaller than the encoder's, so global "
-                       f"magnitude pruning removes it first; add --keep-pooler to leave it dense")
+                       f"magnitude pruning removes it first; --keep-pooler (prune_pooler=False) leaves it dense")
 
 
 def _mask_for_round(output_dir: Path, index: int, config: TicketConfig, task: Task) -> Mask:
