@@ -73,7 +73,7 @@ def pooler_magnitude_ratio(model_or_sd: TensorsLike, names: list[str]) -> float 
     Far below 1, global magnitude pruning removes the pooler first and almost whole.
     """
     tensors = named_tensors(model_or_sd)
-    pooler = [name for name in names if re.search(POOLER_PATTERN + "$", name)]
+    pooler = [name for name in names if is_pooler(name)]
     others = [tensors[name].detach().abs().flatten() for name in names if name not in pooler]
     if not pooler or not others:
         return None
@@ -96,6 +96,11 @@ def prunable_names(model_or_sd: TensorsLike, include_embeddings: bool = False,
         raise MaskError(f"no prunable weights found (names like 'bert.encoder.layer.0.attention.self.query.weight' "
                         f"expected, got {seen}); pass a BERT model or its state dict")
     return names
+
+
+def is_pooler(name: str) -> bool:
+    """Returns True for the pooler's weight matrix, with or without the `bert.` prefix."""
+    return re.search(POOLER_PATTERN + "$", name) is not None
 
 
 def is_head(name: str) -> bool:

@@ -30,7 +30,7 @@ import numpy as np
 from . import files
 from .errors import MinilthError, run_cli
 from .find_ticket import add_finetuning_arguments, finetuning_config
-from .prune import Mask, MaskError, POOLER_PATTERN, named_tensors, prunable_names
+from .prune import Mask, MaskError, is_pooler, named_tensors, prunable_names
 from .report import percent_scale, to_json, transfer_heatmap, write_csv
 from .tasks import TASKS, get_task
 from .ticket import TicketConfig, dense_mask, fresh_model, load_task_data, train_round
@@ -43,10 +43,6 @@ class TransferError(MinilthError, ValueError):
 
 
 # --- moving a mask ---------------------------------------------------------------------------------
-
-
-def _is_pooler(name: str) -> bool:
-    return name.endswith(POOLER_PATTERN.replace("\\", ""))
 
 
 def _bare(name: str) -> str:
@@ -67,13 +63,13 @@ def transfer_mask(mask: Mask, target_model) -> Mask:
     for name, flag in mask.items():
         target_name = by_bare.get(_bare(name))
         if target_name is None:
-            if not _is_pooler(name):
+            if not is_pooler(name):
                 missing_in_target.append(name)
             continue
         moved[target_name] = flag
     embeddings = any("embeddings" in name for name in mask)
     wanted = prunable_names(target_model, include_embeddings=embeddings)
-    uncovered = [name for name in wanted if name not in moved and not _is_pooler(name)]
+    uncovered = [name for name in wanted if name not in moved and not is_pooler(name)]
     problems = []
     if missing_in_target:
         problems.append(f"{len(missing_in_target)} mask entries the target lacks (e.g. {missing_in_target[0]})")
