@@ -3,12 +3,13 @@
     imp_mask = Mask.load("runs/rte/rounds/round_05/mask.pt")      # 50% sparse
     random_pruning_mask(model, imp_mask, seed=0)                 # random pruning, same sparsity
     reinitialize(model, imp_mask.names(), how="shuffle", seed=0)  # random re-init, then the IMP mask
-    standard_pruning(config, task, data, imp_mask, seed=0)       # prune and keep training, no rewinding
+    standard_pruning(run, imp_mask, seed=0)                      # prune and keep training, no rewinding
     oneshot_mask(model, imp_mask)                                # magnitude pruning of theta_0 itself
 
-Every control is fine-tuned exactly as an IMP round is (`ticket.train_round`: the task's or the
-run's hyper-parameters, the head drawn from the seed). `run_controls` does all of them for an
-IMP output folder, writing each (control, seed) result as soon as it is done, so a rerun resumes:
+Every control is fine-tuned exactly as an IMP round is (`ticket.train_subnetwork`: the run's
+settings, the head drawn from the seed, from the round's starting weights theta_0 or theta_i).
+`run_controls` does all of them for an IMP output folder, writing each (control, seed) result as
+soon as it is done, so a rerun resumes:
 
     python -m minilth.controls --run runs/rte --at-sparsity 0.5 --seeds 0 1 2
 """
@@ -25,10 +26,13 @@ from torch import nn
 
 from . import files
 from .errors import MinilthError, run_cli
-from .prune import Mask, named_tensors, magnitude_prune, oneshot_prune, random_prune, sparsity_schedule
-from .tasks import Task, get_task
-from .ticket import (TicketConfig, fresh_model, load_finished_rounds, load_task_data,
-                     train_round)
+from .prune import (Mask, magnitude_prune, named_tensors, oneshot_prune, random_prune, rewind, snapshot,
+                    sparsity_schedule)
+from .report import format_table2, table2, write_csv
+from .settings import add_arguments, add_command_options
+from .tasks import Task
+from .ticket import (Experiment, Round, TicketConfig, TicketRun, fresh_model, load_task_data, read_run,
+                     rewind_point, train_subnetwork)
 
 CONTROLS = {
     "random_pruning": "random mask of the same global sparsity over the same prunable set",
@@ -93,34 +97,45 @@ def reinitialize(model: nn.Module, names: list[str], how: str = "shuffle", seed:
 # --- fine-tuning each control ----------------------------------------------------------------------
 
 
-def run_random_pruning(config: TicketConfig, task: Task, data, imp_mask: Mask, seed: int,
-                       layerwise: bool = False, progress: bool = True) -> tuple[Mask, dict]:
-    """Returns (mask, metrics) of a random mask at the IMP mask's sparsity, fine-tuned from theta_0."""
-    mask = random_pruning_mask(fresh_model(config, task, seed), imp_mask, seed, layerwise)
-    _, history = train_round(config, task, data, mask, seed, progress=progress)
-    return mask, history.final
+def finetune_control(run: TicketRun, model, mask: Mask, seed: int, progress: bool = True) -> dict:
+    """Returns the final metrics of a control's subnetwork, trained exactly as an IMP round trains: the mask over
+    the round's starting weights (theta_0 or theta_i, which `model` already holds), then fine-tuned."""
+    mask.apply_to(model)
+    return train_subnetwork(run, model, mask, seed, progress=progress).final
 
 
-def run_random_reinit(config: TicketConfig, task: Task, data, imp_mask: Mask, seed: int,
-                      how: str = "shuffle", progress: bool = True) -> tuple[Mask, dict]:
+def starting_model(run: TicketRun, seed: int):
+    """Returns the model an IMP round starts from, before masking: theta_0 (or theta_i), the head from the seed."""
+    model = fresh_model(run.config, run.task, seed)
+    rewind(model, rewind_point(run, seed, model))
+    return model
+
+
+def run_random_pruning(run: TicketRun, imp_mask: Mask, seed: int, layerwise: bool = False,
+                       progress: bool = True) -> tuple[Mask, dict]:
+    """Returns (mask, metrics) of a random mask at the IMP mask's sparsity, fine-tuned like an IMP round."""
+    model = starting_model(run, seed)
+    mask = random_pruning_mask(model, imp_mask, seed, layerwise)
+    return mask, finetune_control(run, model, mask, seed, progress)
+
+
+def run_random_reinit(run: TicketRun, imp_mask: Mask, seed: int, how: str = "shuffle",
+                      progress: bool = True) -> tuple[Mask, dict]:
     """Returns (mask, metrics) of the IMP mask over re-initialised prunable matrices, fine-tuned."""
-    model = fresh_model(config, task, seed)
-    names = reinitialize(model, imp_mask.names(), how, seed)
-    start = {name: tensor.detach().clone() for name, tensor in model.state_dict().items() if name in names}
-    _, history = train_round(config, task, data, imp_mask, seed, rewind_to=start, progress=progress)
-    return imp_mask, history.final
+    model = starting_model(run, seed)
+    reinitialize(model, imp_mask.names(), how, seed)
+    return imp_mask, finetune_control(run, model, imp_mask, seed, progress)
 
 
-def run_oneshot(config: TicketConfig, task: Task, data, imp_mask: Mask, seed: int,
-                progress: bool = True) -> tuple[Mask, dict]:
-    """Returns (mask, metrics) of one-shot magnitude pruning of theta_0 at the IMP sparsity, fine-tuned."""
-    mask = oneshot_mask(fresh_model(config, task, seed), imp_mask)
-    _, history = train_round(config, task, data, mask, seed, progress=progress)
-    return mask, history.final
+def run_oneshot(run: TicketRun, imp_mask: Mask, seed: int, progress: bool = True) -> tuple[Mask, dict]:
+    """Returns (mask, metrics) of one-shot magnitude pruning of the starting weights at the IMP sparsity, fine-tuned."""
+    model = starting_model(run, seed)
+    mask = oneshot_mask(model, imp_mask)
+    return mask, finetune_control(run, model, mask, seed, progress)
 
 
-def standard_pruning(config: TicketConfig, task: Task, data, imp_mask: Mask, seed: int,
-                     progress: bool = True, checkpoint: Path | None = None) -> tuple[Mask, dict, list[dict]]:
+def standard_pruning(run: TicketRun, imp_mask: Mask, seed: int, progress: bool = True,
+                     checkpoint: Path | None = None) -> tuple[Mask, dict, list[dict]]:
     """Returns (mask, final metrics, per-round records) of pruning without rewinding, on IMP's schedule.
 
     Round 0 fine-tunes the dense model; each later round prunes the previous round's trained
@@ -131,11 +146,11 @@ def standard_pruning(config: TicketConfig, task: Task, data, imp_mask: Mask, see
     target = imp_mask.num_pruned / imp_mask.num_total
     # The schedule's levels below the target, then the target itself: the last level can be off
     # by a fraction of a weight from the schedule's value, and must not count as an extra round.
-    below = [s for s in sparsity_schedule(target, config.rate, config.schedule)
+    below = [s for s in sparsity_schedule(target, run.config.rate, run.config.schedule)
              if round(s * imp_mask.num_total) < imp_mask.num_pruned]
     levels = [0.0] + below + [target]
-    model = fresh_model(config, task, seed)
-    mask, state, records = Mask.dense(model, imp_mask.names()), None, []
+    model = fresh_model(run.config, run.task, seed)
+    mask, state, records = Mask.dense(model, imp_mask.names()), snapshot(model), []
     if checkpoint is not None and checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=True)
         mask, state, records = Mask(saved["flags"]), saved["state"], json.loads(saved["records"])
@@ -143,8 +158,10 @@ def standard_pruning(config: TicketConfig, task: Task, data, imp_mask: Mask, see
         if index > 0:
             mask = magnitude_prune(state, mask, levels[index])
         # The whole previous state (encoder and head) is the starting point: that is "no rewinding".
-        model, history = train_round(config, task, data, mask, seed, rewind_to=state, progress=progress)
-        state = {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
+        model = fresh_model(run.config, run.task, seed)
+        rewind(model, state, mask)
+        history = train_subnetwork(run, model, mask, seed, rewound=False, progress=progress)
+        state = snapshot(model)
         records.append({"round": index, "sparsity": mask.sparsity, "metrics": history.final})
         if checkpoint is not None:
             files.save({"flags": mask.flags, "state": state, "records": json.dumps(records)}, checkpoint)
@@ -154,30 +171,19 @@ def standard_pruning(config: TicketConfig, task: Task, data, imp_mask: Mask, see
 # --- the IMP run the controls are compared with ----------------------------------------------------
 
 
-def imp_round(imp_output_dir: str | Path, sparsity: float | None = None):
-    """Returns the finished IMP Round at `sparsity` (default: the highest finished round) of a find_ticket folder."""
-    imp_output_dir = Path(imp_output_dir)
-    if not (imp_output_dir / "config.json").is_file():
-        raise ControlError(f"{imp_output_dir} is not a find_ticket output folder (no config.json); "
-                           f"run `python -m minilth.find_ticket --output {imp_output_dir} ...` first")
-    rounds = [r for r in load_finished_rounds(imp_output_dir) if r.index > 0]
+def round_at(run: TicketRun, sparsity: float | None = None) -> Round:
+    """Returns the run's finished pruned round at `sparsity` (default: the highest finished round)."""
+    rounds = [r for r in run.rounds if r.index > 0]
     if not rounds:
-        raise ControlError(f"{imp_output_dir} has no finished pruned round yet; let find_ticket run further")
+        raise ControlError(f"{run.folder} has no finished pruned round yet; let find_ticket run further")
     if sparsity is None:
         return rounds[-1]
     for r in rounds:
         if abs(r.sparsity - sparsity) < 1e-6:
             return r
     have = ", ".join(f"{r.sparsity:g}" for r in rounds)
-    raise ControlError(f"{imp_output_dir} has no finished round at sparsity {sparsity:g} (it has {have}); "
+    raise ControlError(f"{run.folder} has no finished round at sparsity {sparsity:g} (it has {have}); "
                        f"pick one of those or run find_ticket further")
-
-
-def load_config(imp_output_dir: str | Path, **overrides) -> TicketConfig:
-    """Returns the TicketConfig stored by find_ticket in the folder, with `overrides` (e.g. device) applied."""
-    stored = json.loads((Path(imp_output_dir) / "config.json").read_text())
-    stored.update({key: value for key, value in overrides.items() if value is not None})
-    return TicketConfig(**stored)
 
 
 # --- all controls for one IMP run ------------------------------------------------------------------
@@ -188,37 +194,36 @@ def controls_folder(output_dir: str | Path, sparsity: float) -> Path:
     return Path(output_dir) / f"sparsity_{sparsity:.2f}"
 
 
-def run_controls(config: TicketConfig | None, imp_output_dir: str | Path, sparsity: float | None = None,
-                 controls=DEFAULT_CONTROLS, seeds: list[int] | None = None, output_dir: str | Path | None = None,
-                 progress: bool = True, echo=print) -> dict[str, list[dict]]:
+def run_controls(imp_run: TicketRun | str | Path, sparsity: float | None = None, controls=DEFAULT_CONTROLS,
+                 seeds: list[int] | None = None, output_dir: str | Path | None = None, progress: bool = True,
+                 echo=print, **placement) -> dict[str, list[dict]]:
     """Runs each control for each seed at the IMP round's sparsity; returns {control: [result per seed]}.
 
-    `config` None reads the IMP run's own config (the same model, data and fine-tuning settings).
-    Each result is written to <output_dir>/sparsity_S/<control>/seed_<k>.json (with the mask
-    next to it) as soon as it is done; results already there are loaded, not recomputed.
+    `imp_run` is a find_ticket output folder or the run read from it (ticket.read_run). Controls
+    are fine-tuned with the IMP run's own config (model, data, fine-tuning settings); `placement`
+    may move its data folder or device (data_dir=..., device=...) when a folder is given. Each result is
+    written to <output_dir>/sparsity_S/<control>/seed_<k>.json (with the mask next to it) as soon
+    as it is done; results already there are loaded, not recomputed.
     """
     unknown = [name for name in controls if name not in CONTROLS]
     if unknown:
         raise ControlError(f"unknown control '{unknown[0]}'; choose from {', '.join(CONTROLS)}")
-    imp = imp_round(imp_output_dir, sparsity)
-    config = config or load_config(imp_output_dir)
-    seeds = list(seeds or config.seeds)
-    task = get_task(config.task)
-    folder = controls_folder(output_dir or Path(imp_output_dir) / "controls", imp.sparsity)
+    run = imp_run if isinstance(imp_run, TicketRun) else read_run(imp_run, progress, with_data=False, **placement)
+    imp = round_at(run, sparsity)
+    seeds = list(seeds or run.config.seeds)
+    folder = controls_folder(output_dir or run.folder / "controls", imp.sparsity)
     todo = [(c, s) for c in controls for s in seeds if not _result_path(folder, c, s).exists()]
     if echo:
-        echo(f"controls for {task.display_name} at {100 * imp.sparsity:g}% sparsity (IMP round {imp.index}): "
+        echo(f"controls for {run.task.display_name} at {100 * imp.sparsity:g}% sparsity (IMP round {imp.index}): "
              f"{len(todo)} of {len(controls) * len(seeds)} runs to do; results in {folder}")
-    data = load_task_data(config, task, progress) if todo else None
-    results = {}
-    for control in controls:
-        results[control] = [run_one_control(config, task, data, imp.mask, control, seed, folder, progress)
-                            for seed in seeds]
-    return results
+    if todo and not run.data:
+        run.data = load_task_data(run.config, run.task, progress)
+    return {control: [run_one_control(run, imp.mask, control, seed, folder, progress) for seed in seeds]
+            for control in controls}
 
 
-def run_one_control(config: TicketConfig, task: Task, data, imp_mask: Mask, control: str, seed: int,
-                    folder: Path, progress: bool = True) -> dict:
+def run_one_control(run: TicketRun, imp_mask: Mask, control: str, seed: int, folder: Path,
+                    progress: bool = True) -> dict:
     """Returns the stored result of one (control, seed), running and writing it first if it is not there."""
     path = _result_path(folder, control, seed)
     if path.exists():
@@ -226,18 +231,18 @@ def run_one_control(config: TicketConfig, task: Task, data, imp_mask: Mask, cont
     started = time.perf_counter()
     extra = {}
     if control in ("random_pruning", "random_pruning_layerwise"):
-        mask, metrics = run_random_pruning(config, task, data, imp_mask, seed, control.endswith("layerwise"), progress)
+        mask, metrics = run_random_pruning(run, imp_mask, seed, control.endswith("layerwise"), progress)
     elif control in ("random_reinit", "random_reinit_fresh"):
         how = "fresh" if control.endswith("fresh") else "shuffle"
-        mask, metrics = run_random_reinit(config, task, data, imp_mask, seed, how, progress)
+        mask, metrics = run_random_reinit(run, imp_mask, seed, how, progress)
     elif control == "standard_pruning":
         checkpoint = path.with_name(f".seed_{seed}.partial.pt")
-        mask, metrics, rounds = standard_pruning(config, task, data, imp_mask, seed, progress, checkpoint)
+        mask, metrics, rounds = standard_pruning(run, imp_mask, seed, progress, checkpoint)
         extra["rounds"] = rounds
     else:
-        mask, metrics = run_oneshot(config, task, data, imp_mask, seed, progress)
+        mask, metrics = run_oneshot(run, imp_mask, seed, progress)
     mask.save(path.with_name(f"seed_{seed}.mask.pt"))
-    result = {"control": control, "seed": seed, "task": task.name, "sparsity": mask.sparsity,
+    result = {"control": control, "seed": seed, "task": run.task.name, "sparsity": mask.sparsity,
               "imp_sparsity": imp_mask.sparsity, "metrics": metrics,
               "seconds": round(time.perf_counter() - started, 1), **extra}
     files.write_text(path, json.dumps(result, indent=2) + "\n")
@@ -250,6 +255,20 @@ def _result_path(folder: Path, control: str, seed: int) -> Path:
     path = folder / control / f"seed_{seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def table2_results(run: TicketRun, imp: Round, controls: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """Returns {setting: [metrics per seed]}: the run's dense round and its IMP round, then each control's."""
+    results = {"dense": run.rounds[0].metrics, "imp": imp.metrics}
+    results.update({name: [result["metrics"] for result in runs] for name, runs in controls.items()})
+    return results
+
+
+def write_table2(rows: list[dict], task: Task, folder: Path) -> str:
+    """Writes table2.csv and table2.md into `folder`; returns the text table (for printing)."""
+    write_csv(rows, folder / "table2.csv")
+    files.write_text(folder / "table2.md", format_table2(rows, task, markdown=True) + "\n")
+    return format_table2(rows, task)
 
 
 # --- command line ----------------------------------------------------------------------------------
@@ -270,10 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--controls", nargs="+", default=list(DEFAULT_CONTROLS), choices=list(CONTROLS),
                         metavar="CONTROL", help=f"any of: {', '.join(CONTROLS)} (default: %(default)s)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the IMP run's seeds")
-    parser.add_argument("--output", default=None, help="default: <run>/controls")
-    parser.add_argument("--data-dir", default=None, help="override the run's data folder (moved data)")
-    parser.add_argument("--device", default=None, help="override the run's device: auto, cpu, cuda, ...")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_arguments(parser, TicketConfig, only=Experiment.PLACEMENT, optional=True)  # moved data, another device
+    add_command_options(parser, output="<run>/controls")
     return parser
 
 
@@ -284,18 +301,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args) -> int:
     """Runs the controls of one IMP run and prints the Table-2 comparison; returns 0."""
-    from .report import write_table2
-
-    config = load_config(args.run, data_dir=args.data_dir, device=args.device) \
-        if (Path(args.run) / "config.json").is_file() else None
+    placement = {name: getattr(args, name) for name in Experiment.PLACEMENT if hasattr(args, name)}
     output = Path(args.output or Path(args.run) / "controls")
     started = time.perf_counter()
-    results = run_controls(config, args.run, args.at_sparsity, args.controls, args.seeds, output,
-                           progress=not args.quiet)
-    imp = imp_round(args.run, args.at_sparsity)
+    imp_run = read_run(args.run, progress=not args.quiet, with_data=False, **placement)
+    results = run_controls(imp_run, args.at_sparsity, args.controls, args.seeds, output, progress=not args.quiet)
+    imp = round_at(imp_run, args.at_sparsity)
     folder = controls_folder(output, imp.sparsity)
-    text = write_table2(args.run, results, folder, sparsity=imp.sparsity)
-    print(text)
+    rows = table2(table2_results(imp_run, imp, results), imp_run.task, imp.sparsity)
+    print(write_table2(rows, imp_run.task, folder))
     print(f"{time.perf_counter() - started:.0f} s; table in {folder / 'table2.csv'} and {folder / 'table2.md'}")
     return 0
 

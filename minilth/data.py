@@ -67,16 +67,20 @@ def num_batches(num_features: int, batch_size: int, drop_last: bool = False) -> 
 
 
 def batches(features: Sequence[dict], batch_size: int, shuffle: bool = False, seed: int = 0,
-            group_by_length: bool = False, pad_id: int = 0, drop_last: bool = False) -> Iterator[dict]:
+            group_by_length: bool = False, pad_id: int = 0, drop_last: bool = False,
+            start: int = 0) -> Iterator[dict]:
     """Yields collated batches (see `collate`), in file order or shuffled reproducibly by seed.
+
+    `start` skips the first batches of that order without collating them (a run resumed mid-epoch).
 
     group_by_length (for training) shuffles too, then sorts each chunk of 50 batches by length so a
     batch holds sequences of similar length (less padding), shuffles the order of the batches, and
     puts the batch with the longest sequence first so an out-of-memory error shows at step one.
     The order depends on seed alone (a numpy Generator, never the global RNG).
     """
-    for indices in batch_indices([len(f["input_ids"]) for f in features], batch_size, shuffle=shuffle,
-                                 seed=seed, group_by_length=group_by_length, drop_last=drop_last):
+    order = batch_indices([len(f["input_ids"]) for f in features], batch_size, shuffle=shuffle, seed=seed,
+                          group_by_length=group_by_length, drop_last=drop_last)
+    for indices in order[start:]:
         yield collate([features[i] for i in indices], pad_id=pad_id)
 
 

@@ -19,10 +19,10 @@ from typing import Iterable, Iterator
 import torch
 from tqdm.auto import tqdm
 
+from .data import IGNORE_INDEX
 from .errors import DataError
 
 DOWNLOAD_HINT = "python data_scripts/download_wikitext.py"
-IGNORE_INDEX = -100  # label of tokens the loss skips, as in torch's cross_entropy default
 
 
 @dataclass

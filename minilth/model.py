@@ -252,7 +252,10 @@ class BertPreTrainedModel(nn.Module):
         self.config = cfg
 
     def init_weights(self) -> None:
-        """Initialises every parameter as BERT does, then re-ties shared weights."""
+        """Initialises every parameter as BERT does (normal weights, zero biases, unit LayerNorm gains).
+
+        A tied MLM decoder needs nothing more: it is the word-embedding tensor itself, not a copy.
+        """
         std = self.config.initializer_range
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):

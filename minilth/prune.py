@@ -2,12 +2,13 @@
 
 A mask is a dict keyed by state-dict name, True = kept:
 `mask["bert.encoder.layer.3.attention.self.query.weight"]  # (768, 768) bool`.
-Iterative magnitude pruning (IMP), as in the paper, is these functions called in a loop:
+Iterative magnitude pruning (IMP), as in the paper, is these functions called in a loop
+(ticket.imp_round is this loop's body, with seeds, files and resuming):
 
     theta_0 = snapshot(model)
     mask = Mask.dense(model)
     for sparsity in sparsity_schedule(0.9):          # 0.1, 0.2, ..., 0.9 of the ORIGINAL weights
-        finetune(model, keep_zeros=mask.bind(model))
+        finetune(model, task, train, dev, mask=mask)  # pruned weights stay zero
         mask = magnitude_prune(model, mask, sparsity)
         rewind(model, theta_0, mask)
 
@@ -416,13 +417,14 @@ def sparsity_schedule(target: float = 0.9, rate: float = 0.1, kind: str = "origi
     return levels
 
 
-def rewind(model: nn.Module, theta: Mapping[str, torch.Tensor], mask: Mask,
+def rewind(model: nn.Module, theta: Mapping[str, torch.Tensor], mask: Mask | None = None,
            names: list[str] | None = None) -> list[str]:
     """Returns the names rewound: copies theta into the model (its tensors found in theta, or `names`), then masks.
 
-    Afterwards unpruned weights equal theta bit for bit and pruned weights are 0. Tensors of the
-    model absent from theta (e.g. a fresh task head when theta is a pre-trained BertModel) are left
-    as they are; pass `names=[n for n in theta if not is_head(n)]` to keep the trained head instead.
+    Afterwards unpruned weights equal theta bit for bit and pruned weights are 0 (with no mask,
+    nothing is pruned). Tensors of the model absent from theta (e.g. a fresh task head when theta
+    is a pre-trained BertModel) are left as they are; pass `names=[n for n in theta if not is_head(n)]`
+    to keep the trained head instead.
     """
     tensors = named_tensors(model)
     if names is None:
@@ -436,9 +438,11 @@ def rewind(model: nn.Module, theta: Mapping[str, torch.Tensor], mask: Mask,
     wrong = [name for name in names if tensors[name].shape != theta[name].shape]
     if wrong:
         raise MaskError(f"theta does not fit the model: shape mismatch for {', '.join(wrong[:3])}")
-    mask.check_fits(model)
+    if mask is not None:
+        mask.check_fits(model)
     with torch.no_grad():
         for name in names:
             tensors[name].copy_(theta[name])
-    mask.apply_to(model)
+    if mask is not None:
+        mask.apply_to(model)
     return names

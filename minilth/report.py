@@ -81,10 +81,11 @@ def format_table2(rows: list[dict], task: Task | str, markdown: bool = False) ->
         cells += [f"{row[f'{m}_mean']:.2f} ± {row[f'{m}_std']:.2f} [{row[f'{m}_min']:.2f}, {row[f'{m}_max']:.2f}]"
                   for m in task.metrics]
         lines.append(cells)
-    return _render([header] + lines, markdown)
+    return render_table([header] + lines, markdown)
 
 
-def _render(table: list[list[str]], markdown: bool) -> str:
+def render_table(table: list[list[str]], markdown: bool = False) -> str:
+    """Returns rows of cells (the first row the header) as aligned text columns, or as a markdown table."""
     if markdown:
         out = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
         return "\n".join(out + ["| " + " | ".join(row) + " |" for row in table[1:]])
@@ -102,33 +103,6 @@ def write_csv(rows: list[dict], path: str | Path) -> Path:
     writer.writerows(rows)
     files.write_text(path, buffer.getvalue())
     return path
-
-
-def table2_results(imp_output_dir: str | Path, controls: dict[str, list[dict]], sparsity: float | None) -> dict:
-    """Returns {setting: [metrics per seed]}: dense and IMP from the find_ticket folder, then the controls' results."""
-    from .controls import imp_round
-    from .ticket import load_finished_rounds
-
-    imp = imp_round(imp_output_dir, sparsity)
-    dense = load_finished_rounds(Path(imp_output_dir))[0]
-    results = {"dense": dense.metrics, "imp": imp.metrics}
-    results.update({name: [run["metrics"] for run in runs] for name, runs in controls.items()})
-    return results
-
-
-def write_table2(imp_output_dir: str | Path, controls: dict[str, list[dict]], folder: str | Path,
-                 sparsity: float | None = None) -> str:
-    """Writes table2.csv and table2.md into `folder`; returns the text table (for printing)."""
-    from .controls import imp_round, load_config
-
-    task = get_task(load_config(imp_output_dir).task)
-    imp = imp_round(imp_output_dir, sparsity)
-    rows = table2(table2_results(imp_output_dir, controls, imp.sparsity), task, imp.sparsity)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_csv(rows, folder / "table2.csv")
-    files.write_text(folder / "table2.md", format_table2(rows, task, markdown=True) + "\n")
-    return format_table2(rows, task)
 
 
 # --- the transfer heatmap ----------------------------------------------------------------------------

@@ -42,7 +42,6 @@ class Task:
     batch_size: int = 32
     epochs: float = 3
     max_length: int = 128
-    warmup_steps: int = 0
     weight_decay: float = 0.0
     doc_stride: Optional[int] = None  # SQuAD windows
     max_query_length: Optional[int] = None  # SQuAD
@@ -81,7 +80,7 @@ def _glue(name, display_name, folder, text_columns, label_column, labels, metric
 
 
 # Full-BERT numbers with a std are those the reviews of the submitted paper quote; those without
-# are the published version's (see DESIGN.md). Sparsities are Table 2's winning tickets.
+# are the published version's. Sparsities are Table 2's winning tickets.
 _TABLE = [
     _glue("cola", "CoLA", "CoLA", ("sentence",), "label", ("0", "1"), ("mcc",), "mcc", 50, 53.5, 1.3,
           # train.tsv and dev.tsv have no header; test.tsv has one (index, sentence)

@@ -1,27 +1,32 @@
-"""Finding a lottery ticket: iterative magnitude pruning (IMP) with rewinding, as readable steps.
+"""Finding a lottery ticket: iterative magnitude pruning (IMP) with rewinding, the paper's algorithm.
 
-    theta_0 --fine-tune--> theta_T --prune 10%--> m_1 --rewind to m_1 * theta_0--> fine-tune --> ...
+Round k starts from a mask m_k (round 0's prunes nothing) and does three things:
 
-Round 0 fine-tunes the dense model: the baseline a ticket is judged against (same seeds, same
-data). Each later round prunes the weights of the previous round's fine-tuned model (seed
-`seeds[0]`), rewinds the survivors, and fine-tunes once per seed. Every round writes its mask
-and metrics before the next begins, so an interrupted run resumes from the last finished round.
+    rewind   theta  <- m_k * theta_0        the pre-trained weights (or theta_i, after i steps of
+                                            the dense fine-tuning); pruned weights are zero
+    train    fine-tune the subnetwork on the task, once per seed; pruned weights stay zero
+    prune    m_k+1  <- drop the smallest-magnitude weights the mask still keeps, globally over the
+                       prunable matrices, until the next sparsity of the schedule (10% of the
+                       original weights more per round, by default)
+
+`imp_round` is exactly that, and `find_ticket` runs rounds until the target sparsity. Round 0's
+fine-tuning is the dense baseline a ticket is judged against (same seeds, same data). The first
+seed's trained model is the one pruned. Every round writes its mask, heads and metrics before the
+next begins, so an interrupted run resumes from its last finished round, and a folder whose run
+never finished a round belongs to nobody: any command may claim it.
 
 What minilth rewinds: the whole model, encoder and task head, to its state before fine-tuning
-(theta_0: the pre-trained encoder and the head as initialised by the seed). The reference
-code keeps the head trained in the previous round instead; `rewind_head=False` does that.
+(theta_0: the pre-trained encoder and the head as initialised by the seed). The reference code
+keeps the head trained in the previous round instead; `rewind_head=False` does that.
 """
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
-import io
 import json
 import logging
 import math
 import random
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,186 +35,118 @@ import torch
 
 from . import files
 from .errors import MinilthError
-from .prune import Mask, is_head, magnitude_prune, pooler_magnitude_ratio, prunable_names, rewind, sparsity_schedule
-from .report import describe, new_figure, save_figure
-from .tasks import Task, get_task, load_dataset
-from .train import choose_device, finetune, model_for_task
+from .prune import (Mask, is_head, magnitude_prune, pooler_magnitude_ratio, prunable_names, rewind, snapshot,
+                    sparsity_schedule)
+from .report import describe, new_figure, save_figure, write_csv
+from .settings import check, flag, from_dict, setting, to_dict
+from .tasks import TASKS, Task, get_task, load_dataset
+from .train import FinetuneSettings, History, choose_device, finetune, model_for_task, training_steps
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class TicketConfig:
-    """Everything that defines an IMP run; stored in the output folder and checked on resume."""
+# --- settings -------------------------------------------------------------------------------------
 
-    task: str
-    model: str = "bert-base-uncased"  # a checkpoint name or folder
-    data_dir: str = "data/glue"  # the folder that holds the task's folder
-    target_sparsity: float = 0.9  # the last round's sparsity over the prunable weights
-    schedule: str = "original"  # "original": 10% of the original weights per round; "remaining": 10% of the rest
-    rate: float = 0.1  # fraction pruned per round
-    rewind_at: float = 0.0  # 0: rewind to theta_0 (pre-trained); 0.05: to the weights after 5% of fine-tuning
-    rewind_head: bool = True  # rewind the task head too (the reference code does not)
-    include_embeddings: bool = False  # prune the embedding matrices as well (the paper does not)
-    prune_pooler: bool = True  # the paper prunes the pooler; False leaves it dense (see find_ticket --keep-pooler)
-    seeds: list[int] = field(default_factory=lambda: [0])
-    epochs: float | None = None  # None: the task's (the paper's) value
-    learning_rate: float | None = None
-    batch_size: int | None = None
-    max_train_examples: int | None = None  # a cap for quick classroom runs
-    max_eval_examples: int | None = None
-    group_by_length: bool = False  # batches of similar lengths: about 2x faster on RTE, not what the paper did
-    device: str = "auto"
-    precision: str = "fp32"
+
+@dataclass(kw_only=True)
+class Experiment(FinetuneSettings):
+    """what to fine-tune: the task, the checkpoint, its data and the seeds"""
+
+    task: str = setting(help=f"one of: {', '.join(TASKS)}")
+    model: str = setting("bert-base-uncased", "a checkpoint name (bert-base-uncased, all-MiniLM-L6-v2, ...) "
+                                              "or folder")
+    data_dir: str | None = setting(None, "the folder holding the task folders, e.g. data/glue for data/glue/RTE "
+                                         "(default: $MINILTH_DATA_DIR, else data/glue)")
+    seeds: list[int] = setting([0], "one fine-tuning per seed (head initialisation, dropout, data order)")
+    max_train_examples: int | None = setting(None, "use only the first N training examples")
+    max_eval_examples: int | None = setting(None, "evaluate on the first N examples only")
+
+    # Where a run happens, not what it computes: a resumed run may change these.
+    PLACEMENT = ("data_dir", "device")
 
     def __post_init__(self):
-        if not 0.0 <= self.target_sparsity < 1.0:
-            raise MinilthError(f"target sparsity must be in [0, 1), got {self.target_sparsity}")
-        if not 0.0 <= self.rewind_at < 1.0:
-            raise MinilthError(f"rewind point must be a fraction of training in [0, 1), got {self.rewind_at}")
-        if not self.seeds:
-            raise MinilthError("give at least one seed")
-        get_task(self.task)  # an unknown task fails here, before any work
+        super().__post_init__()
+        self.task = get_task(self.task).name  # an unknown task fails here, before any work
+        check(len(self.seeds) > 0, "give at least one seed")
+        check(len(set(self.seeds)) == len(self.seeds), f"seeds must differ, got {self.seeds}")
+        for name in ("max_train_examples", "max_eval_examples"):
+            value = getattr(self, name)
+            check(value is None or value >= 1, f"{flag(name)} must be at least 1, got {value}")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return to_dict(self)
+
+
+@dataclass(kw_only=True)
+class TicketConfig(Experiment):
+    """iterative magnitude pruning"""
+
+    target_sparsity: float = setting(0.9, "the last round's sparsity of the prunable weights, in [0, 1)")
+    rate: float = setting(0.1, "fraction pruned per round")
+    schedule: str = setting("original", "original: rate x the original weights per round (the paper); "
+                                        "remaining: rate x the weights left", choices=("original", "remaining"))
+    rewind_at: float = setting(0.0, "0 rewinds to the pre-trained weights theta_0; 0.05 to the weights after 5%% "
+                                    "of the dense fine-tuning (theta_i), whose learning-rate schedule and batch "
+                                    "order the later rounds continue from there")
+    rewind_head: bool = setting(True, "rewind the task head to its initialisation each round; --no-rewind-head "
+                                      "keeps the previous round's trained head (the reference code)")
+    keep_pooler: bool = setting(False, "leave the pooler dense; the paper prunes it, but a pooler much smaller "
+                                       "than the encoder (sentence-transformers' MiniLM, which never used it: 6x) "
+                                       "is then pruned first and almost entirely")
+    include_embeddings: bool = setting(False, "prune the embedding matrices too (the paper does not)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(0.0 <= self.target_sparsity < 1.0, f"target sparsity must be in [0, 1), got {self.target_sparsity}")
+        check(0.0 < self.rate < 1.0, f"{flag('rate')} must be in (0, 1), got {self.rate}")
+        check(0.0 <= self.rewind_at < 1.0,
+              f"rewind point must be a fraction of training in [0, 1), got {self.rewind_at}")
+
+    def sparsities(self) -> list[float]:
+        """Returns every round's sparsity, round 0's (dense) first: [0.0, 0.1, ..., target]."""
+        return [0.0] + sparsity_schedule(self.target_sparsity, self.rate, self.schedule)
+
+
+# --- the run: its settings, data, folder and finished rounds --------------------------------------
 
 
 @dataclass
 class Round:
-    """One round of IMP: its sparsity, its mask, and the metrics of each seed's fine-tuning."""
+    """One round of IMP: its sparsity, the mask it trained with, and the metrics of each seed's fine-tuning."""
 
     index: int
     sparsity: float  # the schedule's target; the mask's own is within half a weight of it
     mask: Mask
     metrics: list[dict]  # one per seed
     seconds: float = 0.0
-
-    def mean(self, metric: str) -> float:
-        return statistics.fmean(m[metric] for m in self.metrics)
-
-
-# --- the steps of one round, each usable on its own in a tutorial ---------------------------------
+    heads: dict = field(default_factory=dict, repr=False)  # seed -> the trained head's tensors
+    next_mask: Mask | None = field(default=None, repr=False)  # what pruning the trained model gave
 
 
-def fresh_model(config: TicketConfig, task: Task, seed: int):
+@dataclass
+class TicketRun:
+    """An IMP run: its settings, data and folder, the rounds done, and the weights a round rewinds to."""
+
+    config: TicketConfig
+    task: Task
+    folder: Path
+    data: tuple  # (train, eval) datasets
+    rounds: list[Round]  # finished rounds, in order
+    mask: Mask | None  # the mask the next round trains with
+    theta_i: dict = field(default_factory=dict)  # seed -> weights after rewind_at of the dense fine-tuning
+    rewind_step: int = 0  # the step theta_i was taken at (0: theta_0)
+
+    @property
+    def sparsities(self) -> list[float]:
+        return self.config.sparsities()
+
+
+def fresh_model(config: Experiment, task: Task, seed: int):
     """Returns theta_0: the pre-trained model with the task head initialised from `seed`."""
     return model_for_task(config.model, task, seed)
 
 
-def train_round(config: TicketConfig, task: Task, data, mask: Mask, seed: int,
-                rewind_to: dict | None = None, progress: bool = True):
-    """Rewinds a fresh model to theta_0 (or `rewind_to`), applies the mask, fine-tunes; returns (model, history)."""
-    model = fresh_model(config, task, seed)
-    if rewind_to is not None:
-        rewind(model, rewind_to, mask)
-    mask.apply_to(model)
-    train_data, eval_data = data
-    history = finetune(model, task, train_data, eval_data, seed=seed, mask=mask, epochs=config.epochs,
-                       learning_rate=config.learning_rate, batch_size=config.batch_size, device=config.device,
-                       precision=config.precision, snapshot_at=config.rewind_at or None,
-                       group_by_length=config.group_by_length, progress=progress)
-    return model, history
-
-
-def next_mask(trained_model, mask: Mask, sparsity: float) -> Mask:
-    """Prunes the smallest-magnitude surviving weights of the trained model, globally, to `sparsity`."""
-    return magnitude_prune(trained_model, mask, sparsity)
-
-
-# --- the loop -------------------------------------------------------------------------------------
-
-
-def find_ticket(config: TicketConfig, output_dir: str | Path, progress: bool = True, echo=print) -> list[Round]:
-    """Runs IMP to the target sparsity, resuming from `output_dir` if it holds a finished round; returns the rounds.
-
-    `echo` receives the plan (what will run, and an estimate of how long) before any training.
-    """
-    output_dir = Path(output_dir)
-    task = get_task(config.task)
-    _claim_output_dir(output_dir, config)
-    data = load_task_data(config, task, progress)
-    sparsities = [0.0] + sparsity_schedule(config.target_sparsity, config.rate, config.schedule)
-
-    rounds = load_finished_rounds(output_dir)
-    if echo and len(rounds) < len(sparsities):
-        echo(describe_plan(config, task, data, sparsities, len(rounds), output_dir))
-    theta_i = _load(output_dir / "theta_i.pt") if config.rewind_at else {}
-    for index in range(len(rounds), len(sparsities)):
-        started = time.perf_counter()
-        mask = _mask_for_round(output_dir, index, config, task)
-        trained_heads = _load(_round_dir(output_dir, index - 1) / "heads.pt") if index else {}
-        metrics, heads, pruning_model = [], {}, None
-        for seed in config.seeds:
-            start_from = {**theta_i.get(seed, {})}
-            if not config.rewind_head:
-                start_from.update(trained_heads.get(seed, {}))
-            model, history = train_round(config, task, data, mask, seed, start_from or None, progress)
-            metrics.append(history.final)
-            heads[seed] = {k: v.detach().cpu() for k, v in model.state_dict().items() if is_head(k)}
-            if index == 0 and config.rewind_at:
-                theta_i[seed] = history.snapshot
-            if seed == config.seeds[0]:
-                pruning_model = model
-        if index == 0 and config.rewind_at:
-            files.save(theta_i, output_dir / "theta_i.pt")
-        files.save(heads, _round_dir(output_dir, index) / "heads.pt")
-        if index + 1 < len(sparsities):
-            next_mask(pruning_model, mask, sparsities[index + 1]).save(_round_dir(output_dir, index + 1) / "mask.pt")
-        rounds.append(Round(index, sparsities[index], mask, metrics, time.perf_counter() - started))
-        _write_round(output_dir, rounds[-1])
-        write_summary(output_dir, rounds, task)
-    return rounds
-
-
-def describe_plan(config: TicketConfig, task: Task, data, sparsities: list[float], done: int,
-                  output_dir: Path) -> str:
-    """Returns a few lines saying what the run will do and about how long it will take."""
-    train, evaluation = data
-    batch_size = config.batch_size or task.batch_size
-    epochs = config.epochs if config.epochs is not None else task.epochs
-    steps = math.ceil(epochs * math.ceil(len(train.features) / batch_size))
-    # Each epoch ends with a pass over the eval set; a forward pass costs about a third of a training step.
-    eval_steps = math.ceil(epochs) * len(evaluation.features) / batch_size / 3
-    runs = (len(sparsities) - done) * len(config.seeds)
-    seconds = runs * (steps + eval_steps) * seconds_per_step(config, task, train)
-    resumed = f" (resuming: {done} of {len(sparsities)} rounds done)" if done else ""
-    return "\n".join([
-        f"IMP on {task.display_name} from {config.model}: {len(train.features)} training / "
-        f"{len(evaluation.features)} eval features, {task.ticket_metric} decides",
-        f"rounds at sparsity {', '.join(f'{100 * s:.0f}%' for s in sparsities)}{resumed}",
-        f"{runs} fine-tunings x {steps} steps (batch {batch_size}, {epochs:g} epochs, seeds {config.seeds}), "
-        f"rewinding to {'theta_0' if not config.rewind_at else f'{100 * config.rewind_at:g}% of training'}",
-        f"estimated time: {_duration(seconds)} on {choose_device(config.device)}; output: {output_dir}"])
-
-
-def seconds_per_step(config: TicketConfig, task: Task, train, timed_steps: int = 3) -> float:
-    """Times a few fine-tuning steps on randomly drawn examples (the first step, a warm-up, not counted).
-
-    Random, not the first ones: files are often ordered by source, e.g. STS-B opens with its
-    shortest sentences, which made an estimate from the first batches half the real time.
-    """
-    batch_size = config.batch_size or task.batch_size
-    sample = copy.copy(train)
-    count = min(len(train.features), batch_size * (timed_steps + 1))
-    sample.features = random.Random(0).sample(train.features, count)
-    model = fresh_model(config, task, config.seeds[0])
-    times = []
-    finetune(model, task, sample, None, epochs=1, batch_size=batch_size, device=config.device,
-             precision=config.precision, group_by_length=config.group_by_length, progress=False,
-             on_step=lambda step, model: times.append(time.perf_counter()))
-    return (times[-1] - times[0]) / max(1, len(times) - 1)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"about {seconds:.0f} s"
-    if seconds < 7200:
-        return f"about {seconds / 60:.0f} min"
-    return f"about {seconds / 3600:.1f} h"
-
-
-def load_task_data(config: TicketConfig, task: Task, progress: bool = True):
+def load_task_data(config: Experiment, task: Task, progress: bool = True):
     """Returns (train, eval) datasets of the task, capped as the config says; `progress` False: no bars."""
     from .weights import load_tokenizer
 
@@ -223,8 +160,223 @@ def load_task_data(config: TicketConfig, task: Task, progress: bool = True):
 
 def dense_mask(config: TicketConfig, model) -> Mask:
     """Returns the all-ones mask over the config's prunable set of the model."""
-    names = prunable_names(model, include_embeddings=config.include_embeddings, include_pooler=config.prune_pooler)
+    names = prunable_names(model, include_embeddings=config.include_embeddings, include_pooler=not config.keep_pooler)
     return Mask.dense(model, names)
+
+
+# --- IMP -----------------------------------------------------------------------------------------
+
+
+def find_ticket(config: TicketConfig, output_dir: str | Path, progress: bool = True, echo=print) -> list[Round]:
+    """Runs IMP to the target sparsity, resuming from `output_dir`'s finished rounds; returns every round.
+
+    `echo` receives the plan (what will run, and an estimate of how long) before any training.
+    """
+    run = start_run(config, output_dir, progress)
+    if echo and len(run.rounds) < len(run.sparsities):
+        echo(describe_plan(run))
+    while len(run.rounds) < len(run.sparsities):
+        save_round(run, imp_round(run, progress))
+    return run.rounds
+
+
+def imp_round(run: TicketRun, progress: bool = True) -> Round:
+    """Returns the next round of IMP: rewind and train the subnetwork once per seed, then prune it further."""
+    index, mask, started = len(run.rounds), run.mask, time.perf_counter()
+    metrics, heads, pruned_model = [], {}, None
+    for seed in run.config.seeds:
+        # 1. Rewind: the surviving weights back to theta_0 (or theta_i), the pruned ones to zero.
+        model = fresh_model(run.config, run.task, seed)  # theta_0: pre-trained, its head drawn from the seed
+        rewind(model, rewind_point(run, seed, model), mask)
+        # 2. Train: fine-tune the subnetwork; the mask keeps the pruned weights at zero.
+        history = train_subnetwork(run, model, mask, seed, progress=progress)
+        metrics.append(history.final)
+        heads[seed] = head_of(model)
+        if pruned_model is None:
+            pruned_model = model
+    # 3. Prune: drop the smallest surviving weights of the first seed's trained model, globally.
+    next_mask = None
+    if index + 1 < len(run.sparsities):
+        next_mask = magnitude_prune(pruned_model, mask, run.sparsities[index + 1])
+    return Round(index, run.sparsities[index], mask, metrics, time.perf_counter() - started, heads, next_mask)
+
+
+def rewind_point(run: TicketRun, seed: int, theta_0) -> dict:
+    """Returns the weights a round starts from: theta_0 (or theta_i after round 0), with the last trained head
+    instead of the initial one when the head is not rewound."""
+    weights = run.theta_i.get(seed) or snapshot(theta_0)
+    if not run.config.rewind_head and run.rounds:
+        weights = {**weights, **load_heads(run, len(run.rounds) - 1)[seed]}
+    return weights
+
+
+def train_subnetwork(run: TicketRun, model, mask: Mask, seed: int, rewound: bool = True,
+                     progress: bool = True) -> History:
+    """Fine-tunes a masked model as every IMP round does; returns its History.
+
+    Round 0, the dense fine-tuning, starts at step 0; a model rewound after it continues from the
+    rewind step (theta_i's step i, or 0 for theta_0), and one that is not (standard pruning) starts
+    again at 0. Round 0 of a run that rewinds to theta_i keeps its snapshot at that point in run.theta_i.
+    """
+    taking_theta_i = not run.rounds and run.config.rewind_at > 0
+    history = finetune(model, run.task, *run.data, run.config, seed=seed, mask=mask,
+                       start_step=run.rewind_step if rewound and run.rounds else 0,
+                       snapshot_at=run.config.rewind_at if taking_theta_i else None, progress=progress)
+    if taking_theta_i:
+        run.theta_i[seed], run.rewind_step = history.snapshot, history.snapshot_step
+    return history
+
+
+def head_of(model) -> dict:
+    """Returns a CPU copy of the task head's tensors (the names outside `bert.`)."""
+    return {name: tensor for name, tensor in snapshot(model).items() if is_head(name)}
+
+
+# --- starting, resuming and saving a run ---------------------------------------------------------
+
+
+def start_run(config: TicketConfig, output_dir: str | Path, progress: bool = True) -> TicketRun:
+    """Returns the run ready for its next round: everything is checked (device, data, checkpoint) before the
+    output folder is claimed, so a run that cannot start leaves the folder as it was."""
+    task = get_task(config.task)
+    choose_device(config.device)
+    data = load_task_data(config, task, progress)
+    model = fresh_model(config, task, config.seeds[0])
+    folder = claim_output_dir(output_dir, config)
+    rounds = finished_rounds(folder)
+    run = TicketRun(config, task, folder, data, rounds, mask=None)
+    _load_theta_i(run)
+    if not rounds:
+        run.mask = dense_mask(config, model)
+        _warn_if_pooler_is_small(model, run.mask.names())
+    elif len(rounds) < len(run.sparsities):
+        run.mask = _load_mask(folder, len(rounds))
+    return run
+
+
+def read_run(output_dir: str | Path, progress: bool = True, with_data: bool = True, **placement) -> TicketRun:
+    """Returns an IMP run as its folder holds it, writing nothing: its config (with `placement` overrides such as
+    data_dir or device), finished rounds and theta_i, and its data unless `with_data` is False."""
+    folder = Path(output_dir)
+    config = load_config(folder, **placement)
+    task = get_task(config.task)
+    rounds = finished_rounds(folder)
+    run = TicketRun(config, task, folder, (), rounds, mask=None)
+    _load_theta_i(run)
+    if with_data:
+        run.data = load_task_data(config, task, progress)
+    return run
+
+
+def load_config(output_dir: str | Path, **placement) -> TicketConfig:
+    """Returns the TicketConfig find_ticket stored in the folder, with `placement` overrides (data_dir, device)."""
+    path = Path(output_dir) / "config.json"
+    if not path.is_file():
+        raise MinilthError(f"{output_dir} is not a find_ticket output folder (no config.json); "
+                           f"run `python -m minilth.find_ticket --output {output_dir} ...` first")
+    unknown = set(placement) - set(Experiment.PLACEMENT)
+    if unknown:
+        raise MinilthError(f"only {', '.join(Experiment.PLACEMENT)} of a finished run may change, not {unknown}")
+    stored = _read_json(path, "delete it and rerun the find_ticket command that started this run")
+    moved = {name: value for name, value in placement.items() if value is not None}
+    return from_dict(TicketConfig, {**stored, **moved} if isinstance(stored, dict) else stored, str(path))
+
+
+def claim_output_dir(output_dir: str | Path, config: TicketConfig) -> Path:
+    """Returns the folder after writing config.json into it; a folder that holds finished rounds must hold the
+    same config (the data folder and device may change), one without any belongs to nobody."""
+    folder = Path(output_dir)
+    path = folder / "config.json"
+    if path.exists() and (folder / "rounds" / "round_00" / "metrics.json").exists():
+        stored = from_dict(TicketConfig, _read_json(path, f"delete it and rerun the command that started this run; "
+                                                          f"its finished rounds are kept"), str(path))
+        changed = [f.name for f in dataclasses.fields(TicketConfig)
+                   if f.name not in Experiment.PLACEMENT and getattr(stored, f.name) != getattr(config, f.name)]
+        if changed:
+            raise MinilthError(f"{folder} holds a run with a different config ({', '.join(changed)} differ); "
+                               f"use another --output folder or the same settings to resume it")
+    files.write_text(path, json.dumps(config.to_dict(), indent=2) + "\n")
+    return folder
+
+
+def round_dir(folder: Path, index: int) -> Path:
+    """Returns the folder of round `index`: <output>/rounds/round_03."""
+    return folder / "rounds" / f"round_{index:02d}"
+
+
+def finished_rounds(folder: Path) -> list[Round]:
+    """Returns the rounds whose metrics.json exists, in order, stopping at the first gap.
+
+    A damaged file is a one-line error that names the file to delete so that the rerun redoes
+    the round which wrote it.
+    """
+    rounds = []
+    while (round_dir(folder, len(rounds)) / "metrics.json").exists():
+        index = len(rounds)
+        path = round_dir(folder, index) / "metrics.json"
+        record = _read_json(path, f"delete it and rerun: round {index} is trained again")
+        if not isinstance(record, dict) or not {"metrics", "sparsity", "seconds"} <= set(record):
+            raise MinilthError(f"{path} is not a round record; delete it and rerun: round {index} is trained again")
+        rounds.append(Round(index, record["sparsity"], _load_mask(folder, index), record["metrics"], record["seconds"]))
+    return rounds
+
+
+def load_heads(run: TicketRun, index: int) -> dict:
+    """Returns {seed: head tensors} trained in round `index`."""
+    return _load(round_dir(run.folder, index) / "heads.pt", redo=index, folder=run.folder)
+
+
+def save_round(run: TicketRun, round_: Round) -> None:
+    """Writes a finished round (heads, theta_i, the next round's mask, then metrics.json, which marks it done)
+    and makes it the run's latest."""
+    folder = round_dir(run.folder, round_.index)
+    if not (folder / "mask.pt").exists():
+        round_.mask.save(folder / "mask.pt")
+    files.save(round_.heads, folder / "heads.pt")
+    if round_.index == 0 and run.config.rewind_at:
+        files.save({"step": run.rewind_step, "weights": run.theta_i}, run.folder / "theta_i.pt")
+    if round_.next_mask is not None:
+        round_.next_mask.save(round_dir(run.folder, round_.index + 1) / "mask.pt")
+    record = {"round": round_.index, "sparsity": round_.sparsity, "metrics": round_.metrics,
+              "seconds": round_.seconds}
+    files.write_text(folder / "metrics.json", json.dumps(record, indent=2) + "\n")  # last: the round is done
+    run.rounds.append(round_)
+    run.mask = round_.next_mask
+    write_summary(run.folder, run.rounds, run.task)
+
+
+def _load_theta_i(run: TicketRun) -> None:
+    """Reads theta_i (written with round 0) into a run that rewinds to it."""
+    if run.config.rewind_at and run.rounds:
+        stored = _load(run.folder / "theta_i.pt", redo=0, folder=run.folder)
+        run.theta_i, run.rewind_step = stored["weights"], stored["step"]
+
+
+def _redo_hint(folder: Path, index: int) -> str:
+    return f"delete {round_dir(folder, index) / 'metrics.json'} and rerun: round {index} is trained again"
+
+
+def _load_mask(folder: Path, index: int) -> Mask:
+    """Round `index`'s mask; written by round index-1's pruning (round 0's by itself)."""
+    try:
+        return Mask.load(round_dir(folder, index) / "mask.pt")
+    except MinilthError as error:
+        raise MinilthError(f"{error}; {_redo_hint(folder, max(0, index - 1))} and re-creates it") from None
+
+
+def _load(path: Path, redo: int, folder: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds for a missing or damaged zip
+        raise MinilthError(f"{path} is missing or damaged ({type(error).__name__}); "
+                           f"{_redo_hint(folder, redo)} and re-creates it") from None
+
+
+def _read_json(path: Path, fix: str):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise MinilthError(f"{path} is damaged ({type(error).__name__}); {fix}") from None
 
 
 def _warn_if_pooler_is_small(model, names: list[str]) -> None:
@@ -234,66 +386,56 @@ def _warn_if_pooler_is_small(model, names: list[str]) -> None:
     ratio = pooler_magnitude_ratio(model, names)
     if ratio is not None and ratio < 1 / 3:
         logger.warning(f"warning: the pooler's weights are {1 / ratio:.0f}x smaller than the encoder's, so global "
-                       f"magnitude pruning removes it first; --keep-pooler (prune_pooler=False) leaves it dense")
+                       f"magnitude pruning removes it first; --keep-pooler leaves it dense")
 
 
-def _mask_for_round(output_dir: Path, index: int, config: TicketConfig, task: Task) -> Mask:
-    """Round 0 is dense; round k's mask was written when round k-1 finished."""
-    if index == 0:
-        model = fresh_model(config, task, config.seeds[0])
-        mask = dense_mask(config, model)
-        _warn_if_pooler_is_small(model, mask.names())
-        return mask
-    return Mask.load(_round_dir(output_dir, index) / "mask.pt")
+# --- the plan ------------------------------------------------------------------------------------
 
 
-# --- the output folder ----------------------------------------------------------------------------
+def describe_plan(run: TicketRun) -> str:
+    """Returns a few lines saying what the run will do and about how long it will take."""
+    config, task, (train, evaluation) = run.config, run.task, run.data
+    settings = config.for_task(task)
+    steps = training_steps(settings, task, len(train.features))
+    # Each epoch ends with a pass over the eval set; a forward pass costs about a third of a training step.
+    eval_steps = math.ceil(settings.epochs) * len(evaluation.features) / settings.batch_size / 3
+    done = len(run.rounds)
+    runs = (len(run.sparsities) - done) * len(config.seeds)
+    seconds = runs * (steps + eval_steps) * seconds_per_step(config, task, train)
+    resumed = f" (resuming: {done} of {len(run.sparsities)} rounds done)" if done else ""
+    rewinding = "theta_0" if not config.rewind_at else f"{100 * config.rewind_at:g}% of training"
+    return "\n".join([
+        f"IMP on {task.display_name} from {config.model}: {len(train.features)} training / "
+        f"{len(evaluation.features)} eval features, {task.ticket_metric} decides",
+        f"rounds at sparsity {', '.join(f'{100 * s:.0f}%' for s in run.sparsities)}{resumed}",
+        f"{runs} fine-tunings x {steps} steps (batch {settings.batch_size}, {settings.epochs:g} epochs, "
+        f"seeds {config.seeds}), rewinding to {rewinding}",
+        f"estimated time: {_duration(seconds)} on {choose_device(config.device)}; output: {run.folder}"])
 
 
-def _round_dir(output_dir: Path, index: int) -> Path:
-    path = output_dir / "rounds" / f"round_{index:02d}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def seconds_per_step(config: Experiment, task: Task, train, timed_steps: int = 3) -> float:
+    """Times a few fine-tuning steps on randomly drawn examples (the first step, a warm-up, not counted).
+
+    Random, not the first ones: files are often ordered by source, e.g. STS-B opens with its
+    shortest sentences, which made an estimate from the first batches half the real time.
+    """
+    batch_size = config.for_task(task).batch_size
+    sample = copy.copy(train)
+    count = min(len(train.features), batch_size * (timed_steps + 1))
+    sample.features = random.Random(0).sample(train.features, count)
+    model = fresh_model(config, task, config.seeds[0])
+    times = []
+    finetune(model, task, sample, None, config, epochs=1, progress=False,
+             on_step=lambda step, model: times.append(time.perf_counter()))
+    return (times[-1] - times[0]) / max(1, len(times) - 1)
 
 
-def _claim_output_dir(output_dir: Path, config: TicketConfig) -> None:
-    """Writes config.json into a new folder, or checks that an existing run used the same config."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / "config.json"
-    if path.exists():
-        # A run written before a field existed ran with that field's default.
-        defaults = {f.name: f.default for f in dataclasses.fields(TicketConfig) if f.default is not dataclasses.MISSING}
-        stored = {**defaults, **json.loads(path.read_text())}
-        if stored != config.to_dict():
-            changed = sorted(k for k in set(stored) | set(config.to_dict()) if stored.get(k) != config.to_dict().get(k))
-            raise MinilthError(f"{output_dir} holds a run with a different config ({', '.join(changed)} differ); "
-                               f"use another --output folder or the same settings to resume it")
-        return
-    files.write_text(path, json.dumps(config.to_dict(), indent=2) + "\n")
-
-
-def load_finished_rounds(output_dir: Path) -> list[Round]:
-    """Returns the rounds whose metrics.json exists, in order, stopping at the first gap."""
-    rounds = []
-    while (output_dir / "rounds" / f"round_{len(rounds):02d}" / "metrics.json").exists():
-        folder = output_dir / "rounds" / f"round_{len(rounds):02d}"
-        record = json.loads((folder / "metrics.json").read_text())
-        mask = Mask.load(folder / "mask.pt")
-        rounds.append(Round(record["round"], record["sparsity"], mask, record["metrics"], record["seconds"]))
-    return rounds
-
-
-def _write_round(output_dir: Path, round_: Round) -> None:
-    folder = _round_dir(output_dir, round_.index)
-    if not (folder / "mask.pt").exists():
-        round_.mask.save(folder / "mask.pt")
-    record = {"round": round_.index, "sparsity": round_.sparsity, "metrics": round_.metrics,
-              "seconds": round_.seconds}
-    files.write_text(folder / "metrics.json", json.dumps(record, indent=2) + "\n")  # written last: the round is done
-
-
-def _load(path: Path) -> dict:
-    return torch.load(path, weights_only=True) if path.exists() else {}
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"about {seconds:.0f} s"
+    if seconds < 7200:
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.1f} h"
 
 
 # --- the verdict ----------------------------------------------------------------------------------
@@ -330,12 +472,9 @@ def write_summary(output_dir: Path, rounds: list[Round], task: Task) -> dict:
     """Writes summary.json, summary.csv and (with matplotlib) summary.png; returns the summary."""
     summary = summarize(rounds, task)
     files.write_text(output_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(summary["rounds"][0]))
-    writer.writeheader()
-    writer.writerows(summary["rounds"])
-    files.write_text(output_dir / "summary.csv", buffer.getvalue())
-    plot_summary(summary, output_dir / "summary.png")
+    write_csv(summary["rounds"], output_dir / "summary.csv")
+    if not plot_summary(summary, output_dir / "summary.png"):
+        logger.warning("summary.png not written: matplotlib is not installed (pip install matplotlib)")
     return summary
 
 

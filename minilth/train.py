@@ -1,15 +1,18 @@
 """Fine-tuning and evaluation: one plain loop for every task (classification, regression, SQuAD, MLM).
 
     model = model_for_task("bert-base-uncased", task, seed=0)
-    history = finetune(model, task, train_data, eval_data, seed=0)
+    history = finetune(model, task, train_data, eval_data, seed=0)              # the paper's settings
+    history = finetune(model, task, train_data, eval_data, epochs=1, learning_rate=1e-4)  # or others
     history.final  # {'acc': 0.66}
 
-Defaults are the paper's hyper-parameters from the task table; every one can be overridden.
+The settings are declared once, in FinetuneSettings (the command line is derived from it);
+those left as None take the paper's values from the task table.
 A mask, when given, holds through training: pruned weights are zeroed after every optimiser step.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 import time
@@ -23,6 +26,8 @@ from .data import batches, num_batches
 from .errors import MinilthError
 from .mlm import mask_batch, mlm_batch_stats, mlm_metrics
 from .model import BertPreTrainedModel
+from .prune import snapshot
+from .settings import SettingsError, check, flag, setting
 from .squad import postprocess, squad_metrics
 from .tasks import Task, compute_metrics
 from .weights import from_pretrained
@@ -31,16 +36,56 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 NO_DECAY = ("bias", "LayerNorm.weight")  # BERT never decays biases and LayerNorm gains
 
 
+@dataclass(kw_only=True)
+class FinetuneSettings:
+    """fine-tuning (left unset: the paper's value for the task, from tasks.py)"""
+
+    epochs: float | None = setting(None, "epochs per fine-tuning; may be fractional, e.g. 0.5")
+    learning_rate: float | None = setting(None, "peak learning rate of AdamW")
+    batch_size: int | None = setting(None, "examples per optimiser step")
+    weight_decay: float | None = setting(None, "AdamW weight decay (biases and LayerNorm gains never decay)")
+    warmup_ratio: float = setting(0.0, "fraction of the steps over which the learning rate rises from 0 "
+                                       "(the paper: no warm-up)")
+    max_grad_norm: float = setting(1.0, "clip the gradients' global norm to this; 0 turns clipping off")
+    group_by_length: bool = setting(False, "batch examples of similar length: less padding, faster; "
+                                           "the paper sampled batches at random")
+    precision: str = setting("fp32", "bf16 autocast works on CPUs and GPUs, fp16 (with a loss scaler) on GPUs",
+                             choices=PRECISIONS)
+    device: str = setting("auto", "auto (a GPU when there is one), cpu, cuda, cuda:1, ...")
+
+    def __post_init__(self):
+        positive = {"epochs": self.epochs, "learning_rate": self.learning_rate, "batch_size": self.batch_size}
+        for name, value in positive.items():
+            check(value is None or value > 0, f"{flag(name)} must be positive, got {value}")
+        check(self.batch_size is None or isinstance(self.batch_size, int),
+              f"{flag('batch_size')} must be a whole number, got {self.batch_size}")
+        check(self.weight_decay is None or self.weight_decay >= 0,
+              f"{flag('weight_decay')} must be 0 or more, got {self.weight_decay}")
+        check(0 <= self.warmup_ratio < 1, f"{flag('warmup_ratio')} must be in [0, 1), got {self.warmup_ratio}")
+        check(self.max_grad_norm >= 0, f"{flag('max_grad_norm')} must be 0 (off) or more, got {self.max_grad_norm}")
+        check(self.precision in PRECISIONS, f"unknown precision '{self.precision}'; use one of {', '.join(PRECISIONS)}")
+        parse_device(self.device)
+
+    def for_task(self, task: Task) -> "FinetuneSettings":
+        """Returns a copy with every setting left as None filled in with the task's (the paper's) value."""
+        pick = lambda value, default: default if value is None else value  # noqa: E731
+        return dataclasses.replace(self, epochs=pick(self.epochs, task.epochs),
+                                   learning_rate=pick(self.learning_rate, task.learning_rate),
+                                   batch_size=pick(self.batch_size, task.batch_size),
+                                   weight_decay=pick(self.weight_decay, task.weight_decay))
+
+
 @dataclass
 class History:
     """What a fine-tuning run returns: enough to plot, compare and rewind."""
 
-    losses: list[float] = field(default_factory=list)  # training loss at every step
+    losses: list[float] = field(default_factory=list)  # training loss at every step trained
     epochs: list[dict] = field(default_factory=list)  # evaluation metrics after each epoch
-    steps: int = 0
+    steps: int = 0  # the step training ended at (counted from 0, also when it started later)
     seconds: float = 0.0
     examples_per_second: float = 0.0
     snapshot: dict | None = None  # weights after `snapshot_at` of training (theta_i for rewinding)
+    snapshot_step: int | None = None  # the step the snapshot was taken at
 
     @property
     def final(self) -> dict:
@@ -55,14 +100,24 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def parse_device(device: str | None) -> torch.device | None:
+    """Returns the torch.device a device string names (None for 'auto'); a SettingsError for a bad string."""
+    if device in (None, "auto"):
+        return None
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise SettingsError(f"unknown device '{device}'; use auto, cpu, cuda or cuda:N") from None
+
+
 def choose_device(device: str | None = "auto") -> torch.device:
     """Returns the device to train on: CUDA when present for 'auto', else the CPU; or the one named."""
-    if device in (None, "auto"):
+    named = parse_device(device)
+    if named is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MinilthError("--device cuda asked for, but PyTorch sees no CUDA GPU; use --device cpu")
-    return device
+    if named.type == "cuda" and not torch.cuda.is_available():
+        raise MinilthError(f"--device {device} asked for, but PyTorch sees no CUDA GPU; use --device cpu")
+    return named
 
 
 def autocast(device: torch.device, precision: str):
@@ -79,9 +134,8 @@ def autocast(device: torch.device, precision: str):
 
 def model_for_task(checkpoint, task: Task, seed: int = 0) -> BertPreTrainedModel:
     """Returns the pre-trained model with a fresh head for the task, the head drawn from `seed`."""
-    head = {"classification": "classification", "regression": "regression", "span": "span", "mlm": "mlm"}[task.kind]
     set_seed(seed)
-    return from_pretrained(checkpoint, head=head, num_labels=task.num_labels)
+    return from_pretrained(checkpoint, head=task.kind, num_labels=task.num_labels)
 
 
 def make_optimizer(model: torch.nn.Module, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
@@ -94,65 +148,79 @@ def make_optimizer(model: torch.nn.Module, learning_rate: float, weight_decay: f
     return torch.optim.AdamW(groups, lr=learning_rate, eps=1e-8, fused=True)
 
 
-def linear_schedule(optimizer, total_steps: int, warmup_steps: int = 0):
-    """Linear warm-up from 0 to the learning rate, then linear decay to 0 at the last step."""
+def linear_schedule(optimizer, decay_steps: int, warmup_steps: int = 0, start_step: int = 0):
+    """Linear warm-up from 0 to the learning rate, then linear decay to 0 at `decay_steps`.
+
+    `start_step` starts the schedule part-way, as a run rewound to step i continues from there.
+    """
     def factor(step: int) -> float:
+        step += start_step
         if step < warmup_steps:
             return step / max(1, warmup_steps)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+        return max(0.0, (decay_steps - step) / max(1, decay_steps - warmup_steps))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def finetune(model: BertPreTrainedModel, task: Task, train_data, eval_data=None, *,
-             learning_rate: float | None = None, batch_size: int | None = None, epochs: float | None = None,
-             warmup_ratio: float = 0.0, weight_decay: float | None = None, max_grad_norm: float = 1.0,
-             seed: int = 0, device: str | None = "auto", precision: str = "fp32", mask=None,
-             group_by_length: bool = False, snapshot_at: float | None = None,
-             on_step=None, progress: bool = True) -> History:
+def training_steps(settings: FinetuneSettings, task: Task, num_features: int) -> int:
+    """Returns the number of optimiser steps of one fine-tuning: epochs x batches per epoch, rounded up."""
+    settings = settings.for_task(task)
+    return max(1, math.ceil(settings.epochs * num_batches(num_features, settings.batch_size)))
+
+
+def finetune(model: BertPreTrainedModel, task: Task, train_data, eval_data=None,
+             settings: FinetuneSettings | None = None, *, seed: int = 0, mask=None, start_step: int = 0,
+             lr_decay_steps: int | None = None, snapshot_at: float | None = None, on_step=None,
+             progress: bool = True, **overrides) -> History:
     """Fine-tunes the model in place on train_data; returns the History (losses, metrics per epoch).
 
-    Hyper-parameters left as None come from the task table (the paper's). `epochs` may be
-    fractional. `mask` (a prune.Mask) is re-applied after every optimiser step, so pruned
-    weights stay exactly zero. `snapshot_at` (a fraction of the steps, e.g. 0.05) keeps a copy
-    of the weights at that point in `history.snapshot`, the theta_i to rewind to. `on_step(step,
-    model)` is called after every optimiser step (to watch or record anything).
+    `settings` (or keyword overrides of its fields, e.g. `epochs=1`) left as None take the task's
+    (the paper's) values. `mask` (a prune.Mask) is re-applied after every optimiser step, so
+    pruned weights stay exactly zero. `start_step` continues a run rewound to that step: the
+    learning-rate schedule and the order of the batches go on from there, as in open_lth and
+    Frankle et al.; the optimiser starts afresh. `lr_decay_steps` makes the linear decay reach 0
+    at that step instead of at the last one (the reference code's IMP rounds). `snapshot_at` (a
+    fraction of the steps, e.g. 0.05) keeps a copy of the weights at that step in
+    `history.snapshot`, the theta_i to rewind to. `on_step(step, model)` is called after every
+    optimiser step (to watch or record anything).
     """
-    learning_rate = learning_rate if learning_rate is not None else task.learning_rate
-    batch_size = batch_size or task.batch_size
-    epochs = epochs if epochs is not None else task.epochs
-    weight_decay = weight_decay if weight_decay is not None else task.weight_decay
-    device = choose_device(device)
-    autocast(device, precision)  # an impossible precision fails here, before any work
+    settings = _with_overrides(settings or FinetuneSettings(), overrides).for_task(task)
+    device = choose_device(settings.device)
+    autocast(device, settings.precision)  # an impossible precision fails here, before any work
     features = train_data.features
     if not features:
         raise MinilthError(f"no training examples for {task.name}")
 
-    steps_per_epoch = num_batches(len(features), batch_size)
-    total_steps = max(1, math.ceil(epochs * steps_per_epoch))
+    steps_per_epoch = num_batches(len(features), settings.batch_size)
+    total_steps = training_steps(settings, task, len(features))
+    if not 0 <= start_step < total_steps:
+        raise MinilthError(f"start step {start_step} is outside this fine-tuning's {total_steps} steps")
     snapshot_step = None if snapshot_at is None else round(snapshot_at * total_steps)
 
     set_seed(seed)
     model.to(device).train()
-    optimizer = make_optimizer(model, learning_rate, weight_decay)
-    scheduler = linear_schedule(optimizer, total_steps, round(warmup_ratio * total_steps))
-    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    optimizer = make_optimizer(model, settings.learning_rate, settings.weight_decay)
+    scheduler = linear_schedule(optimizer, lr_decay_steps or total_steps, round(settings.warmup_ratio * total_steps),
+                                start_step)
+    scaler = torch.amp.GradScaler("cuda") if settings.precision == "fp16" else None
     keep_pruned_at_zero = mask.bind(model) if mask is not None else (lambda: None)
     keep_pruned_at_zero()
-    history = History()
-    if snapshot_step == 0:
-        history.snapshot = _cpu_copy(model)
+    history = History(steps=start_step)
+    if snapshot_step == start_step:
+        history.snapshot, history.snapshot_step = snapshot(model), start_step
 
-    loss_terms, examples, start = [], 0, time.perf_counter()
-    bar = tqdm(total=total_steps, desc=f"fine-tune {task.name}", disable=not progress, dynamic_ncols=True)
-    epoch = 0
+    loss_terms, examples, started = [], 0, time.perf_counter()
+    bar = tqdm(total=total_steps, initial=start_step, desc=f"fine-tune {task.name}", disable=not progress,
+               dynamic_ncols=True)
+    epoch, skip = divmod(start_step, steps_per_epoch)
     while history.steps < total_steps:
-        order = batches(features, batch_size, shuffle=True, seed=seed + epoch,
-                        group_by_length=group_by_length, pad_id=_pad_id(train_data))
+        order = batches(features, settings.batch_size, shuffle=True, seed=seed + epoch,
+                        group_by_length=settings.group_by_length, pad_id=_pad_id(train_data), start=skip)
+        skip = 0
         for batch in order:
             batch = _prepare(batch, task, train_data, device, seed * 100_003 + history.steps)
-            with autocast(device, precision):
+            with autocast(device, settings.precision):
                 loss = model(**batch).loss
-            _backward_and_step(loss, model, optimizer, scaler, max_grad_norm)
+            _backward_and_step(loss, model, optimizer, scaler, settings.max_grad_norm)
             scheduler.step()
             keep_pruned_at_zero()
             history.steps += 1
@@ -162,21 +230,30 @@ def finetune(model: BertPreTrainedModel, task: Task, train_data, eval_data=None,
                 bar.set_postfix(loss=f"{loss_terms[-1].item():.4f}")
             bar.update()
             if history.steps == snapshot_step:
-                history.snapshot = _cpu_copy(model)
+                history.snapshot, history.snapshot_step = snapshot(model), snapshot_step
             if on_step is not None:
                 on_step(history.steps, model)
             if history.steps == total_steps:
                 break
         epoch += 1
         if eval_data is not None:
-            history.epochs.append(evaluate(model, task, eval_data, device=device, precision=precision))
+            history.epochs.append(evaluate(model, task, eval_data, device=device, precision=settings.precision))
             bar.write(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in history.epochs[-1].items()))
             model.train()
     bar.close()
     history.losses = torch.stack(loss_terms).float().cpu().tolist()
-    history.seconds = time.perf_counter() - start
+    history.seconds = time.perf_counter() - started
     history.examples_per_second = examples / history.seconds
     return history
+
+
+def _with_overrides(settings: FinetuneSettings, overrides: dict) -> FinetuneSettings:
+    """The settings with keyword overrides applied; an unknown keyword is a one-line error listing the known ones."""
+    known = {f.name for f in dataclasses.fields(FinetuneSettings)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise SettingsError(f"finetune() got unknown settings {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return dataclasses.replace(settings, **overrides) if overrides else settings
 
 
 def _backward_and_step(loss, model, optimizer, scaler, max_grad_norm: float) -> None:
@@ -185,17 +262,18 @@ def _backward_and_step(loss, model, optimizer, scaler, max_grad_norm: float) -> 
     if scaler is not None:
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        _clip(model, max_grad_norm)
         scaler.step(optimizer)
         scaler.update()
     else:
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        _clip(model, max_grad_norm)
         optimizer.step()
 
 
-def _cpu_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
+def _clip(model, max_grad_norm: float) -> None:
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
 
 
 def _pad_id(data) -> int:

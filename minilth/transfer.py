@@ -4,10 +4,10 @@ Only the mask moves. The target model is the pre-trained checkpoint with a head 
 task; no weight of the source run is ever read (from a find_ticket folder, only a round's mask.pt).
 
     mask = Mask.load("runs/mlm/rounds/round_07/mask.pt")
-    transfer(mask, "rte", TicketConfig(task="rte", model="bert-base-uncased"))  # {'acc': ...}
+    transfer(mask, "rte", Experiment(task="rte", model="bert-base-uncased"))  # {'acc': ...}
 
     python -m minilth.transfer --mask runs/rte runs/mrpc --sparsity 0.5 --tasks rte mrpc stsb cola \\
-        --model path/to/bert --data-dir data/glue --output runs/transfer
+        --model path/to/bert --output runs/transfer
 
 fills a source x target matrix (plus each target's dense baseline) in transfer.json, one cell
 at a time (rerun to resume), then writes transfer.csv, the heatmap transfer_heatmap.png (with
@@ -29,11 +29,12 @@ import numpy as np
 
 from . import files
 from .errors import MinilthError, run_cli
-from .find_ticket import add_finetuning_arguments, finetuning_config
 from .prune import Mask, MaskError, is_pooler, named_tensors, prunable_names
-from .report import percent_scale, to_json, transfer_heatmap, write_csv
+from .report import differences, percent_scale, render_table, to_json, transfer_heatmap, write_csv
+from .settings import add_arguments, add_command_options, from_arguments
 from .tasks import TASKS, get_task
-from .ticket import TicketConfig, dense_mask, fresh_model, load_task_data, train_round
+from .ticket import Experiment, fresh_model, load_task_data
+from .train import FinetuneSettings, finetune
 
 DENSE = "dense"  # the row of dense baselines: the full pre-trained model fine-tuned on each target
 
@@ -83,19 +84,22 @@ def transfer_mask(mask: Mask, target_model) -> Mask:
     return moved
 
 
-def transfer(mask: Mask, target_task: str, config: TicketConfig, seed: int = 0, data=None,
+def transfer(mask: Mask | None, target_task: str, config: Experiment, seed: int = 0, data=None,
              progress: bool = True) -> dict:
     """Returns the target task's metrics of theta_0 (fresh head from `seed`) under the mask, fine-tuned.
 
     `config` gives the checkpoint, data folder and fine-tuning settings; its task is replaced by
     the target. `data` (train, eval) may be passed to avoid reading the target's files again.
+    No mask (None) fine-tunes the dense model: the target's baseline.
     """
     task = get_task(target_task)
     config = dataclasses.replace(config, task=task.name)
     data = data or load_task_data(config, task, progress)
-    moved = transfer_mask(mask, fresh_model(config, task, seed))
-    _, history = train_round(config, task, data, moved, seed, progress=progress)
-    return history.final
+    model = fresh_model(config, task, seed)
+    moved = None if mask is None else transfer_mask(mask, model)
+    if moved is not None:
+        moved.apply_to(model)
+    return finetune(model, task, *data, config, seed=seed, mask=moved, progress=progress).final
 
 
 # --- reading masks from files or find_ticket folders -----------------------------------------------
@@ -145,7 +149,7 @@ def fingerprint(mask: Mask) -> str:
 # --- the matrix ------------------------------------------------------------------------------------
 
 
-def transfer_matrix(sources: list[str | Path], tasks: list[str], config: TicketConfig, output_dir: str | Path,
+def transfer_matrix(sources: list[str | Path], tasks: list[str], config: Experiment, output_dir: str | Path,
                     sparsity: float | None = None, seeds: list[int] | None = None, labels: list[str] | None = None,
                     progress: bool = True, echo=print) -> dict:
     """Fills transfer.json in output_dir with every (source, target, seed) and each target's dense baseline; returns it.
@@ -175,8 +179,7 @@ def transfer_matrix(sources: list[str | Path], tasks: list[str], config: TicketC
         data = load_task_data(task_config, get_task(target), progress) if pending else None
         for source, seed in pending:
             started = time.perf_counter()
-            mask = _dense_mask(task_config, seed) if source == DENSE else masks[source]
-            metrics = transfer(mask, target, task_config, seed, data, progress)
+            metrics = transfer(None if source == DENSE else masks[source], target, task_config, seed, data, progress)
             record["runs"][_key(source, target, seed)] = {"source": source, "target": target, "seed": seed,
                                                           "metrics": metrics,
                                                           "seconds": round(time.perf_counter() - started, 1)}
@@ -185,11 +188,7 @@ def transfer_matrix(sources: list[str | Path], tasks: list[str], config: TicketC
     return record
 
 
-def _dense_mask(config: TicketConfig, seed: int) -> Mask:
-    return dense_mask(config, fresh_model(config, get_task(config.task), seed))
-
-
-def _check_all_fit(masks: dict[str, Mask], tasks: list[str], config: TicketConfig, seed: int) -> None:
+def _check_all_fit(masks: dict[str, Mask], tasks: list[str], config: Experiment, seed: int) -> None:
     """Raises MaskError naming the source and target when a mask does not fit a target model."""
     for target in tasks:
         model = fresh_model(dataclasses.replace(config, task=target), get_task(target), seed)
@@ -204,9 +203,9 @@ def _key(source: str, target: str, seed: int) -> str:
     return f"{source}|{target}|{seed}"
 
 
-def _open_record(output_dir: Path, config: TicketConfig, masks: dict, found, labels) -> dict:
+def _open_record(output_dir: Path, config: Experiment, masks: dict, found, labels) -> dict:
     """Returns transfer.json's content, new or stored; a stored one must have the same settings and masks."""
-    settings = {k: v for k, v in config.to_dict().items() if k not in ("task", "seeds", "device")}
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("task", "seeds", *Experiment.PLACEMENT)}
     sources = {label: {"path": str(path), "sparsity": mask.sparsity, "fingerprint": fingerprint(mask)}
                for label, (mask, path) in zip(labels, found)}
     path = output_dir / "transfer.json"
@@ -215,7 +214,7 @@ def _open_record(output_dir: Path, config: TicketConfig, masks: dict, found, lab
         return {"settings": settings, "sources": sources, "runs": {}}
     stored = json.loads(path.read_text())
     if stored["settings"] != settings:
-        changed = sorted(k for k in settings if stored["settings"].get(k) != settings[k])
+        changed = sorted(k for k in {**settings, **stored["settings"]} if stored["settings"].get(k) != settings.get(k))
         raise TransferError(f"{output_dir} holds a transfer run with other settings ({', '.join(changed)} differ); "
                             f"use another --output or the same settings to resume")
     for label, info in sources.items():
@@ -240,7 +239,7 @@ def summarize_matrix(record: dict) -> dict:
     baseline = [means[DENSE][t] for t in tasks]
     matrix = [[means[s][t] for t in tasks] for s in rows]
     return {"tasks": tasks, "sources": rows, "means": means, "baseline": baseline, "matrix": matrix,
-            "difference": [[v - b for v, b in zip(row, baseline)] for row in matrix]}
+            "difference": differences(matrix, baseline)}
 
 
 def write_outputs(record: dict, output_dir: str | Path) -> str:
@@ -270,9 +269,7 @@ def format_matrix(summary: dict) -> str:
     lines = [[DENSE] + [f"{summary['means'][DENSE][t]:.2f}" for t in summary["tasks"]]]
     for source, row, diffs in zip(summary["sources"], summary["matrix"], summary["difference"]):
         lines.append([source] + ["-" if math.isnan(v) else f"{v:.2f} ({d:+.2f})" for v, d in zip(row, diffs)])
-    table = [header] + lines
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table)
+    return render_table([header] + lines)
 
 
 # --- command line ----------------------------------------------------------------------------------
@@ -287,20 +284,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "Writes transfer.json (one entry per run, written as it finishes: rerun to resume), "
                     "transfer.csv, transfer_heatmap.png/.csv, and prints the matrix.",
         epilog="example: python -m minilth.transfer --mask runs/rte runs/mrpc --sparsity 0.5 "
-               "--tasks rte mrpc stsb cola --model path/to/bert --data-dir data/glue --seeds 0 1 2")
-    parser.add_argument("--mask", "--sources", dest="sources", nargs="+", required=True, metavar="PATH",
-                        help="mask.pt files or find_ticket output folders (several fill a source x target matrix)")
-    parser.add_argument("--sparsity", type=float, default=None,
-                        help="for folders: the round at this sparsity (default: each folder's sparsest mask)")
-    parser.add_argument("--tasks", nargs="+", required=True, help=f"target tasks, any of: {', '.join(TASKS)}")
-    parser.add_argument("--labels", nargs="+", default=None, help="a name per source (default: folder@sparsity)")
-    parser.add_argument("--output", default="runs/transfer", help="output folder (default: %(default)s)")
-    parser.add_argument("--model", default="bert-base-uncased",
-                        help="the checkpoint the masks were found on (default: %(default)s)")
-    parser.add_argument("--data-dir", default="data/glue",
-                        help="folder holding the task folders (default: %(default)s)")
-    add_finetuning_arguments(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+               "--tasks rte mrpc stsb cola --model all-MiniLM-L6-v2 --seeds 0 1 2")
+    what = parser.add_argument_group("masks and targets")
+    what.add_argument("--mask", "--sources", dest="sources", nargs="+", required=True, metavar="PATH",
+                      help="mask.pt files or find_ticket output folders (several fill a source x target matrix)")
+    what.add_argument("--sparsity", type=float, default=None,
+                      help="for folders: the round at this sparsity (default: each folder's sparsest mask)")
+    what.add_argument("--tasks", nargs="+", required=True, help=f"target tasks, any of: {', '.join(TASKS)}")
+    what.add_argument("--labels", nargs="+", default=None, help="a name per source (default: folder@sparsity)")
+    add_arguments(parser, Experiment, order=(Experiment, FinetuneSettings), exclude=("task",))
+    add_command_options(parser, output="runs/transfer")
     return parser
 
 
@@ -312,12 +305,13 @@ def main(argv: list[str] | None = None) -> int:
 def run(args) -> int:
     """Fills the transfer matrix the arguments describe, writes and prints it; returns 0."""
     tasks = [get_task(t).name for t in args.tasks]
-    config = TicketConfig(task=tasks[0], model=args.model, data_dir=args.data_dir, **finetuning_config(args))
+    config = from_arguments(Experiment, args, task=tasks[0])
+    output = args.output or "runs/transfer"
     started = time.perf_counter()
-    record = transfer_matrix(args.sources, tasks, config, args.output, args.sparsity, args.seeds, args.labels,
+    record = transfer_matrix(args.sources, tasks, config, output, args.sparsity, labels=args.labels,
                              progress=not args.quiet)
-    print(write_outputs(record, args.output))
-    print(f"{time.perf_counter() - started:.0f} s; results in {args.output}")
+    print(write_outputs(record, output))
+    print(f"{time.perf_counter() - started:.0f} s; results in {output}")
     return 0
 
 

@@ -8,16 +8,16 @@ import minilth.controls as controls
 from minilth.controls import (main, random_pruning_mask, oneshot_mask, reinitialize, run_controls,
                               standard_pruning)
 from minilth.errors import MinilthError
-from minilth.prune import Mask, magnitude_prune
+from minilth.prune import Mask, magnitude_prune, snapshot
 from minilth.tasks import get_task
-from minilth.ticket import fresh_model, load_finished_rounds, load_task_data
+from minilth.ticket import fresh_model, read_run
 
 
 @pytest.fixture(scope="module")
 def imp_run(tiny_rte_imp_run):
     """The tiny RTE IMP run with its rounds: (config, folder, rounds at 0, 10% and 20%)."""
     config, output = tiny_rte_imp_run
-    return config, output, load_finished_rounds(output)
+    return config, output, read_run(output, with_data=False).rounds
 
 
 @pytest.fixture(scope="module")
@@ -85,22 +85,21 @@ def test_reinitialize_rejects_unknown_ways_and_names(model):
 @pytest.fixture(scope="module")
 def standard_run(imp_run):
     """Standard pruning to the IMP run's 20%, recording where each round starts and what it trained."""
-    config, _, rounds = imp_run
-    task = get_task("rte")
-    data = load_task_data(config, task)
+    _, output, rounds = imp_run
+    run = read_run(output)
     starts, trained = [], []
-    real_train_round = controls.train_round
+    real_train = controls.train_subnetwork
 
-    def recording_train_round(config, task, data, mask, seed, rewind_to=None, progress=True):
-        starts.append(rewind_to)
-        model, history = real_train_round(config, task, data, mask, seed, rewind_to, progress)
-        trained.append({k: v.detach().clone() for k, v in model.state_dict().items()})
-        return model, history
+    def recording_train(run, model, mask, seed, rewound=True, progress=True):
+        starts.append(snapshot(model))
+        history = real_train(run, model, mask, seed, rewound, progress)
+        trained.append(snapshot(model))
+        return history
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(controls, "train_round", recording_train_round)
-        result = standard_pruning(config, task, data, rounds[2].mask, seed=0, progress=False)
-    return result, starts, trained, data
+        patch.setattr(controls, "train_subnetwork", recording_train)
+        result = standard_pruning(run, rounds[2].mask, seed=0, progress=False)
+    return result, starts, trained, run
 
 
 def test_standard_pruning_prunes_trained_weights_and_never_rewinds(imp_run, standard_run):
@@ -110,31 +109,35 @@ def test_standard_pruning_prunes_trained_weights_and_never_rewinds(imp_run, stan
     assert mask.num_pruned == rounds[2].mask.num_pruned and set(metrics) == {"acc"}
     # Round 1 prunes the dense fine-tuned weights exactly as IMP's first round does (same seed, same data) ...
     assert magnitude_prune(trained[0], Mask.dense(trained[0], mask.names()), 0.1) == rounds[1].mask
-    # ... and each round starts from the previous round's trained weights (head included), not from theta_0.
-    assert starts[0] is None
+    # ... and each round starts from the previous round's trained weights (head included), not from theta_0:
+    # the same values wherever the new mask keeps a weight.
+    theta_0 = snapshot(fresh_model(imp_run[0], get_task("rte"), seed=0))
+    assert all(torch.equal(starts[0][name], theta_0[name]) for name in theta_0)
     for start, previous in zip(starts[1:], trained):
-        assert all(torch.equal(start[name], previous[name]) for name in previous)
+        for name in previous:
+            kept = start[name] != 0
+            assert torch.equal(start[name][kept], previous[name][kept]), name
+        assert all(torch.equal(start[name], previous[name]) for name in previous if name not in mask)
     assert mask != rounds[2].mask  # without rewinding, the second pruning sees other weights
 
 
 def test_standard_pruning_resumes_from_its_checkpoint(imp_run, standard_run, tmp_path, monkeypatch):
-    config, _, rounds = imp_run
-    whole, _, _, data = standard_run
-    calls, real_train_round = [], controls.train_round
+    _, _, rounds = imp_run
+    whole, _, _, run = standard_run
+    calls, real_train = [], controls.train_subnetwork
 
     def dies_in_round_three(*args, **kwargs):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real_train_round(*args, **kwargs)
+        return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(controls, "train_round", dies_in_round_three)
+    monkeypatch.setattr(controls, "train_subnetwork", dies_in_round_three)
     checkpoint = tmp_path / "partial.pt"
-    task = get_task("rte")
     with pytest.raises(KeyboardInterrupt):
-        standard_pruning(config, task, data, rounds[2].mask, seed=0, progress=False, checkpoint=checkpoint)
+        standard_pruning(run, rounds[2].mask, seed=0, progress=False, checkpoint=checkpoint)
     assert checkpoint.exists()
-    resumed = standard_pruning(config, task, data, rounds[2].mask, seed=0, progress=False, checkpoint=checkpoint)
+    resumed = standard_pruning(run, rounds[2].mask, seed=0, progress=False, checkpoint=checkpoint)
     assert len(calls) == 4  # rounds 0 and 1 were not trained again
     assert resumed[0] == whole[0] and resumed[1] == whole[1] and resumed[2] == whole[2]
 
@@ -144,7 +147,7 @@ def test_run_controls_writes_each_result_and_resumes(imp_run, tmp_path, monkeypa
     output = tmp_path / "controls"
     names = ("random_pruning", "random_pruning_layerwise", "random_reinit", "random_reinit_fresh",
              "standard_pruning", "oneshot")
-    results = run_controls(None, imp_dir, sparsity=0.1, controls=names, seeds=[1], output_dir=output,
+    results = run_controls(imp_dir, sparsity=0.1, controls=names, seeds=[1], output_dir=output,
                            progress=False, echo=None)
     imp_mask = rounds[1].mask
     folder = output / "sparsity_0.10"
@@ -161,8 +164,8 @@ def test_run_controls_writes_each_result_and_resumes(imp_run, tmp_path, monkeypa
     def no_training(*args, **kwargs):
         raise AssertionError("a finished control was run again")
 
-    monkeypatch.setattr(controls, "train_round", no_training)
-    assert run_controls(None, imp_dir, 0.1, names, [1], output, progress=False, echo=None) == results
+    monkeypatch.setattr(controls, "train_subnetwork", no_training)
+    assert run_controls(imp_dir, 0.1, names, [1], output, progress=False, echo=None) == results
 
 
 def test_cli_prints_table2_and_resumes(imp_run, tmp_path, capsys):
@@ -194,4 +197,4 @@ def test_cli_bad_input_is_one_line(imp_run, tmp_path, capsys):
         main(["--run", str(imp_dir), "--controls", "lucky_guess"])
     assert exit_info.value.code == 2
     with pytest.raises(MinilthError, match="unknown control 'lucky_guess'"):
-        run_controls(None, imp_dir, controls=["lucky_guess"], output_dir=tmp_path, echo=None)
+        run_controls(imp_dir, controls=["lucky_guess"], output_dir=tmp_path, echo=None)

@@ -49,7 +49,7 @@ def test_keep_pooler_leaves_it_out_of_every_mask(tiny_checkpoint, glue_dir, tmp_
     args = cli_args(tiny_checkpoint, glue_dir, tmp_path / "run", "--keep-pooler")
     args[args.index("--target-sparsity") + 1] = "0.1"
     assert main(args) == 0
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["prune_pooler"] is False
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["keep_pooler"] is True
     _, masks = read_run(tmp_path / "run")
     pooler = "bert.pooler.dense.weight"
     assert all(pooler not in mask.names() for mask in masks) and masks[1].num_pruned > 0
@@ -75,11 +75,11 @@ def test_a_run_written_before_a_config_field_existed_resumes_with_its_default(ti
     old_run = tmp_path / "old_run"
     shutil.copytree(output, old_run)
     stored = json.loads((old_run / "config.json").read_text())
-    del stored["prune_pooler"]  # config.json as written before --keep-pooler
+    del stored["keep_pooler"]  # config.json as written before --keep-pooler
     (old_run / "config.json").write_text(json.dumps(stored))
     assert len(find_ticket(config, old_run, progress=False, echo=None)) == 3  # finished: nothing to train
-    with pytest.raises(MinilthError, match="prune_pooler differ"):
-        find_ticket(dataclasses.replace(config, prune_pooler=False), old_run, progress=False, echo=None)
+    with pytest.raises(MinilthError, match="keep_pooler differ"):
+        find_ticket(dataclasses.replace(config, keep_pooler=True), old_run, progress=False, echo=None)
 
 
 def test_resume_after_kill_equals_uninterrupted(tiny_checkpoint, glue_dir, tmp_path):

@@ -11,7 +11,8 @@ from minilth.errors import MinilthError
 from minilth.model import BertConfig, build_model
 from minilth.prune import Mask, MaskError, prunable_names
 from minilth.tasks import get_task
-from minilth.ticket import TicketConfig, find_ticket, fresh_model, load_task_data, train_round
+from minilth.ticket import Experiment, TicketConfig, find_ticket, fresh_model, load_task_data
+from minilth.train import finetune
 from minilth.transfer import find_mask, main, transfer, transfer_mask
 
 from conftest import TINY
@@ -86,7 +87,9 @@ def test_transfer_equals_finetuning_the_mask_from_theta0(imp_run):
     mrpc = TicketConfig(**{**config.to_dict(), "task": "mrpc"})
     data = load_task_data(mrpc, get_task("mrpc"))
     metrics = transfer(mask, "mrpc", config, seed=1, data=data, progress=False)
-    _, history = train_round(mrpc, get_task("mrpc"), data, mask, seed=1, progress=False)
+    theta_0 = fresh_model(mrpc, get_task("mrpc"), seed=1)
+    mask.apply_to(theta_0)
+    history = finetune(theta_0, get_task("mrpc"), *data, mrpc, seed=1, mask=mask, progress=False)
     assert metrics == history.final and set(metrics) == {"acc", "f1"}
 
 
@@ -159,7 +162,7 @@ def test_cli_fills_the_matrix_and_resumes(imp_run, tiny_checkpoint, glue_dir, tm
     def no_training(*args, **kwargs):
         raise AssertionError("a finished transfer was run again")
 
-    monkeypatch.setattr(transfer_module, "train_round", no_training)
+    monkeypatch.setattr(transfer_module, "finetune", no_training)
     assert main(args) == 0
     assert "0 fine-tunings to do" in capsys.readouterr().out
 
@@ -185,9 +188,9 @@ def test_cli_bad_input_is_one_clear_line(imp_run, tiny_checkpoint, glue_dir, tmp
 
 def test_output_folder_with_other_settings_is_refused(imp_run, tiny_checkpoint, glue_dir, tmp_path):
     _, _, masks_only = imp_run
-    config = TicketConfig(task="rte", model=str(tiny_checkpoint), data_dir=str(glue_dir), max_train_examples=8,
-                          max_eval_examples=8, epochs=1, batch_size=8, device="cpu")
+    config = Experiment(task="rte", model=str(tiny_checkpoint), data_dir=str(glue_dir), max_train_examples=8,
+                        max_eval_examples=8, epochs=1, batch_size=8, device="cpu")
     transfer_module.transfer_matrix([masks_only], ["rte"], config, tmp_path, progress=False, echo=None)
-    other = TicketConfig(**{**config.to_dict(), "learning_rate": 1e-3})
+    other = Experiment(**{**config.to_dict(), "learning_rate": 1e-3})
     with pytest.raises(MinilthError, match="other settings \\(learning_rate differ\\)"):
         transfer_module.transfer_matrix([masks_only], ["rte"], other, tmp_path, progress=False, echo=None)
