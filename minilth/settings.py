@@ -113,7 +113,8 @@ def from_dict(cls, values: dict, source: str):
     unknown = sorted(set(values) - known)
     if unknown:
         raise SettingsError(f"{source} has settings this version of minilth does not know ({', '.join(unknown)}): "
-                            f"it was written by another version; use that version, or start a new output folder")
+                            f"it was written by another version; use that version, or delete those keys if the "
+                            f"run used their defaults")
     try:
         return cls(**values)
     except TypeError as error:  # a required setting is missing

@@ -37,10 +37,11 @@ from . import files
 from .errors import MinilthError
 from .prune import (Mask, is_head, magnitude_prune, pooler_magnitude_ratio, prunable_names, rewind, snapshot,
                     sparsity_schedule)
-from .report import describe, new_figure, save_figure, write_csv
+from .report import describe, new_figure, render_table, save_figure, write_csv
 from .settings import check, flag, from_dict, setting, to_dict
 from .tasks import TASKS, Task, get_task, load_dataset
 from .train import FinetuneSettings, History, choose_device, finetune, model_for_task, training_steps
+from .weights import load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +149,6 @@ def fresh_model(config: Experiment, task: Task, seed: int):
 
 def load_task_data(config: Experiment, task: Task, progress: bool = True):
     """Returns (train, eval) datasets of the task, capped as the config says; `progress` False: no bars."""
-    from .weights import load_tokenizer
-
     tokenizer = load_tokenizer(config.model)
     train = load_dataset(task, config.data_dir, "train", tokenizer, max_examples=config.max_train_examples,
                          progress=progress)
@@ -277,7 +276,7 @@ def load_config(output_dir: str | Path, **placement) -> TicketConfig:
     unknown = set(placement) - set(Experiment.PLACEMENT)
     if unknown:
         raise MinilthError(f"only {', '.join(Experiment.PLACEMENT)} of a finished run may change, not {unknown}")
-    stored = _read_json(path, "delete it and rerun the find_ticket command that started this run")
+    stored = _read_json(path, f"delete {path} and rerun the find_ticket command that started this run")
     moved = {name: value for name, value in placement.items() if value is not None}
     return from_dict(TicketConfig, {**stored, **moved} if isinstance(stored, dict) else stored, str(path))
 
@@ -288,8 +287,8 @@ def claim_output_dir(output_dir: str | Path, config: TicketConfig) -> Path:
     folder = Path(output_dir)
     path = folder / "config.json"
     if path.exists() and (folder / "rounds" / "round_00" / "metrics.json").exists():
-        stored = from_dict(TicketConfig, _read_json(path, f"delete it and rerun the command that started this run; "
-                                                          f"its finished rounds are kept"), str(path))
+        stored = from_dict(TicketConfig, _read_json(path, f"delete {path} and rerun the command that started this "
+                                                          f"run; its finished rounds are kept"), str(path))
         changed = [f.name for f in dataclasses.fields(TicketConfig)
                    if f.name not in Experiment.PLACEMENT and getattr(stored, f.name) != getattr(config, f.name)]
         if changed:
@@ -314,7 +313,7 @@ def finished_rounds(folder: Path) -> list[Round]:
     while (round_dir(folder, len(rounds)) / "metrics.json").exists():
         index = len(rounds)
         path = round_dir(folder, index) / "metrics.json"
-        record = _read_json(path, f"delete it and rerun: round {index} is trained again")
+        record = _read_json(path, _redo_hint(folder, index))
         if not isinstance(record, dict) or not {"metrics", "sparsity", "seconds"} <= set(record):
             raise MinilthError(f"{path} is not a round record; delete it and rerun: round {index} is trained again")
         rounds.append(Round(index, record["sparsity"], _load_mask(folder, index), record["metrics"], record["seconds"]))
@@ -501,10 +500,8 @@ def plot_summary(summary: dict, path: Path) -> bool:
 
 
 def format_table(summary: dict) -> str:
-    """Returns the rounds as a fixed-width text table for the terminal."""
-    lines = [f"{'round':>5} {'sparsity':>8} {summary['metric']:>10} {'std':>7} {'min':>7} {'max':>7}  ticket?"]
-    for r in summary["rounds"]:
-        verdict = "dense" if r["round"] == 0 else ("yes" if r["within_std"] else "no")
-        lines.append(f"{r['round']:>5} {100 * r['sparsity']:>7.1f}% {r['mean']:>10.4f} {r['std']:>7.4f} "
-                     f"{r['min']:>7.4f} {r['max']:>7.4f}  {verdict}")
-    return "\n".join(lines)
+    """Returns the rounds as an aligned text table for the terminal."""
+    header = ["round", "sparsity", summary["metric"], "std", "min", "max", "ticket?"]
+    rows = [[str(r["round"]), f"{100 * r['sparsity']:.1f}%"] + [f"{r[k]:.4f}" for k in ("mean", "std", "min", "max")]
+            + ["dense" if r["round"] == 0 else ("yes" if r["within_std"] else "no")] for r in summary["rounds"]]
+    return render_table([header] + rows)

@@ -80,6 +80,7 @@ class History:
     """What a fine-tuning run returns: enough to plot, compare and rewind."""
 
     losses: list[float] = field(default_factory=list)  # training loss at every step trained
+    learning_rates: list[float] = field(default_factory=list)  # the learning rate each of those steps used
     epochs: list[dict] = field(default_factory=list)  # evaluation metrics after each epoch
     steps: int = 0  # the step training ended at (counted from 0, also when it started later)
     seconds: float = 0.0
@@ -220,6 +221,7 @@ def finetune(model: BertPreTrainedModel, task: Task, train_data, eval_data=None,
             batch = _prepare(batch, task, train_data, device, seed * 100_003 + history.steps)
             with autocast(device, settings.precision):
                 loss = model(**batch).loss
+            history.learning_rates.append(scheduler.get_last_lr()[0])
             _backward_and_step(loss, model, optimizer, scaler, settings.max_grad_norm)
             scheduler.step()
             keep_pruned_at_zero()

@@ -117,3 +117,120 @@ def test_output_folder_with_another_config(tiny_checkpoint, glue_dir, tmp_path):
     other = TicketConfig(**{**config.to_dict(), "seeds": [1]})
     with pytest.raises(MinilthError, match="holds a run with a different config \\(seeds differ\\)"):
         find_ticket(other, tmp_path, progress=False, echo=None)
+
+
+def test_a_run_that_cannot_start_leaves_nothing_and_the_corrected_command_runs(
+        tiny_checkpoint, glue_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MINILTH_OFFLINE", "1")  # a missing data folder must not reach for the network
+    output = tmp_path / "run"
+    cases = [(["--rate", "0"], "--rate must be in (0, 1), got 0.0"),
+             (["--epochs", "0"], "--epochs must be positive, got 0.0"),
+             (["--epochs", "-1"], "--epochs must be positive, got -1.0"),
+             (["--batch-size", "0"], "--batch-size must be positive, got 0"),
+             (["--batch-size", "-4"], "--batch-size must be positive, got -4"),
+             (["--learning-rate=-2e-5"], "--learning-rate must be positive"),
+             (["--warmup-ratio", "1.5"], "--warmup-ratio must be in [0, 1)"),
+             (["--device", "gpu"], "unknown device 'gpu'; use auto, cpu, cuda or cuda:N"),
+             (["--max-train-examples", "0"], "--max-train-examples must be at least 1"),
+             (["--data-dir", str(tmp_path / "nowhere")], "not found")]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda"], "PyTorch sees no CUDA GPU; use --device cpu"))
+    for extra, message in cases:
+        assert main(cli_args(tiny_checkpoint, glue_dir, output, *extra)) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, (extra, err)
+        assert not output.exists() or not any(output.iterdir()), f"{extra} left files behind"
+    assert main(cli_args(tiny_checkpoint, glue_dir, output)) == 0
+
+
+def test_a_folder_without_a_finished_round_belongs_to_nobody(tiny_checkpoint, glue_dir, tmp_path):
+    output = tmp_path / "run"
+    output.mkdir()
+    (output / "config.json").write_text(json.dumps({"task": "rte", "seeds": [7]}))  # a run killed in round 0
+    assert main(cli_args(tiny_checkpoint, glue_dir, output, "--target-sparsity", "0.1")) == 0
+    assert json.loads((output / "config.json").read_text())["seeds"] == [0]
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 2)])
+
+
+@pytest.mark.parametrize("damaged, also_unfinished, redo", [
+    ("rounds/round_01/metrics.json", None, "rounds/round_01/metrics.json"),
+    ("rounds/round_02/mask.pt", None, "rounds/round_01/metrics.json"),  # round 1's pruning wrote it
+    ("rounds/round_01/heads.pt", "rounds/round_02/metrics.json", "rounds/round_01/metrics.json"),
+    ("config.json", None, "config.json"),
+])
+def test_a_damaged_run_folder_names_the_file_to_delete_and_the_rerun_recovers(
+        tiny_checkpoint, glue_dir, tmp_path, capsys, damaged, also_unfinished, redo):
+    # --no-rewind-head: round 2 starts from round 1's trained head, so heads.pt is read
+    args = lambda output: cli_args(tiny_checkpoint, glue_dir, output, "--target-sparsity", "0.2",  # noqa: E731
+                                   "--no-rewind-head")
+    whole, damaged_run = tmp_path / "whole", tmp_path / "damaged"
+    assert main(args(whole)) == 0
+    shutil.copytree(whole, damaged_run)
+    if also_unfinished:
+        (damaged_run / also_unfinished).unlink()
+    truncate(damaged_run / damaged)
+    capsys.readouterr()
+
+    assert main(args(damaged_run)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"delete {damaged_run / redo} and rerun" in err, err
+    (damaged_run / redo).unlink()
+    assert main(args(damaged_run)) == 0
+    (recovered, recovered_masks), (reference, reference_masks) = read_run(damaged_run), read_run(whole)
+    strip = lambda s: [{k: v for k, v in r.items() if k != "seconds"} for r in s["rounds"]]  # noqa: E731
+    assert strip(recovered) == strip(reference) and recovered_masks == reference_masks
+
+
+def test_a_config_from_another_version_is_one_line_for_every_command(tiny_rte_imp_run, tmp_path, capsys):
+    from minilth.controls import main as controls_main
+
+    _, output = tiny_rte_imp_run
+    newer = tmp_path / "newer"
+    shutil.copytree(output, newer)
+    stored = json.loads((newer / "config.json").read_text())
+    (newer / "config.json").write_text(json.dumps({**stored, "future_setting": 1}))
+    assert controls_main(["--run", str(newer), "--output", str(tmp_path / "c"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "does not know (future_setting)" in err and "delete those keys" in err and len(err.splitlines()) == 1
+
+
+def test_rewinding_to_theta_i_starts_the_later_rounds_at_step_i_from_theta_i(
+        tiny_checkpoint, glue_dir, tmp_path, monkeypatch):
+    import minilth.ticket as ticket
+    from minilth.prune import snapshot
+
+    calls, real_finetune = [], ticket.finetune
+
+    def recording(model, *args, **kwargs):
+        calls.append((kwargs["start_step"], kwargs["snapshot_at"], snapshot(model)))
+        return real_finetune(model, *args, **kwargs)
+
+    monkeypatch.setattr(ticket, "finetune", recording)
+    config = TicketConfig(task="rte", model=str(tiny_checkpoint), data_dir=str(glue_dir), target_sparsity=0.1,
+                          rewind_at=0.5, max_train_examples=48, max_eval_examples=8, epochs=2, batch_size=16,
+                          device="cpu")
+    rounds = find_ticket(config, tmp_path, progress=False, echo=None)
+    theta_i = torch.load(tmp_path / "theta_i.pt", weights_only=True)
+    assert theta_i["step"] == 3  # half of 2 epochs x 3 batches
+    (start_0, snapshot_0, _), (start_1, snapshot_1, weights_1) = calls
+    assert (start_0, snapshot_0) == (0, 0.5) and (start_1, snapshot_1) == (3, None)
+    mask = rounds[1].mask
+    for name, tensor in theta_i["weights"][0].items():  # round 1 starts from m * theta_i, head included
+        assert torch.equal(weights_1[name], tensor * mask[name] if name in mask else tensor), name
+
+    (tmp_path / "rounds" / "round_01" / "metrics.json").unlink()  # resuming reads theta_i back from disk
+    assert find_ticket(config, tmp_path, progress=False, echo=None)[1].metrics == rounds[1].metrics
+
+
+def test_without_matplotlib_the_summary_says_the_plot_is_missing(tiny_rte_imp_run, tmp_path, monkeypatch, caplog):
+    import minilth.ticket as ticket
+    from minilth.tasks import get_task
+
+    _, output = tiny_rte_imp_run
+    monkeypatch.setattr(ticket, "new_figure", lambda figsize: None)  # what report.new_figure gives without it
+    ticket.write_summary(tmp_path, ticket.read_run(output, with_data=False).rounds, get_task("rte"))
+    assert (tmp_path / "summary.csv").exists() and not (tmp_path / "summary.png").exists()
+    assert "summary.png not written: matplotlib is not installed" in caplog.text
