@@ -95,6 +95,11 @@ class TicketConfig(Experiment):
                                        "than the encoder (sentence-transformers' MiniLM, which never used it: 6x) "
                                        "is then pruned first and almost entirely")
     include_embeddings: bool = setting(False, "prune the embedding matrices too (the paper does not)")
+    lr_decay: str = setting("finetuning", "finetuning: the learning rate decays linearly to 0 within each "
+                                          "fine-tuning (BERT's recipe, the reference's dense script); all_rounds: "
+                                          "each round restarts a decay that would reach 0 only after every round's "
+                                          "steps (the reference code's IMP rounds: 2e-5 falls to 1.8e-5 in a round "
+                                          "of 10)", choices=("finetuning", "all_rounds"))
 
     def __post_init__(self):
         super().__post_init__()
@@ -216,10 +221,13 @@ def train_subnetwork(run: TicketRun, model, mask: Mask, seed: int, rewound: bool
     Round 0, the dense fine-tuning, starts at step 0; a model rewound after it continues from the
     rewind step (theta_i's step i, or 0 for theta_0), and one that is not (standard pruning) starts
     again at 0. Round 0 of a run that rewinds to theta_i keeps its snapshot at that point in run.theta_i.
+    With lr_decay="all_rounds", every fine-tuning restarts a linear decay spanning all the run's rounds.
     """
     taking_theta_i = not run.rounds and run.config.rewind_at > 0
+    steps = training_steps(run.config, run.task, len(run.data[0].features))
     history = finetune(model, run.task, *run.data, run.config, seed=seed, mask=mask,
                        start_step=run.rewind_step if rewound and run.rounds else 0,
+                       lr_decay_steps=steps * len(run.sparsities) if run.config.lr_decay == "all_rounds" else None,
                        snapshot_at=run.config.rewind_at if taking_theta_i else None, progress=progress)
     if taking_theta_i:
         run.theta_i[seed], run.rewind_step = history.snapshot, history.snapshot_step

@@ -246,3 +246,20 @@ def test_mask_that_does_not_fit_and_bad_files(tmp_path):
         Mask.load(foreign)
     with pytest.raises(MinilthError, match="does not exist"):
         Mask.load(tmp_path / "missing.pt")
+
+
+def test_snapshot_is_a_true_copy_that_training_does_not_move():
+    """LT_pretrain.py took theta_0 as model.state_dict() without a copy, so its MLM 'rewinding' restored nothing."""
+    from minilth.model import BertConfig, build_model
+    from minilth.prune import snapshot
+
+    model = build_model(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64),
+                        "mlm")
+    theta_0 = snapshot(model)
+    before = {name: tensor.clone() for name, tensor in theta_0.items()}
+    live = dict(model.state_dict())
+    assert all(theta_0[name].data_ptr() != live[name].data_ptr() for name in live)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)  # what an optimiser step does: in place
+    assert all(torch.equal(theta_0[name], before[name]) for name in before)

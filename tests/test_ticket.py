@@ -234,3 +234,27 @@ def test_without_matplotlib_the_summary_says_the_plot_is_missing(tiny_rte_imp_ru
     ticket.write_summary(tmp_path, ticket.read_run(output, with_data=False).rounds, get_task("rte"))
     assert (tmp_path / "summary.csv").exists() and not (tmp_path / "summary.png").exists()
     assert "summary.png not written: matplotlib is not installed" in caplog.text
+
+
+def test_the_reference_codes_learning_rate_spans_all_rounds(tiny_checkpoint, glue_dir, tmp_path, monkeypatch):
+    """LT_glue.py builds a fresh AdamW each round whose linear decay spans every round's epochs."""
+    import minilth.ticket as ticket
+
+    rates, real_finetune = [], ticket.finetune
+
+    def recording(*args, **kwargs):
+        history = real_finetune(*args, **kwargs)
+        rates.append(history.learning_rates)
+        return history
+
+    monkeypatch.setattr(ticket, "finetune", recording)
+    settings = dict(task="rte", model=str(tiny_checkpoint), data_dir=str(glue_dir), target_sparsity=0.2,
+                    max_train_examples=32, max_eval_examples=8, epochs=1, batch_size=8, learning_rate=1e-4,
+                    device="cpu")
+    find_ticket(TicketConfig(**settings, lr_decay="all_rounds"), tmp_path / "reference", progress=False, echo=None)
+    find_ticket(TicketConfig(**settings), tmp_path / "minilth", progress=False, echo=None)
+    reference, default = rates[:3], rates[3:]
+    # 3 rounds of 4 steps: each round restarts 1e-4 and falls by 1/3 of it, ...
+    assert all(r == pytest.approx([1e-4 * (1 - k / 12) for k in range(4)]) for r in reference)
+    # ... where minilth's default decays to 0 within every fine-tuning.
+    assert all(r == pytest.approx([1e-4 * (1 - k / 4) for k in range(4)]) for r in default)
