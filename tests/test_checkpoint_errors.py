@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,7 +24,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *parts: str) -> N
         assert part in lines[0]
 
 
-def folder_with_config(tmp_path, config) -> "Path":
+def folder_with_config(tmp_path, config) -> Path:
     """A checkpoint folder whose config.json holds `config` (text as it is, else JSON), and an empty .bin.
 
     The config is read before the weights, so the .bin is never opened when the config is refused.
