@@ -53,6 +53,8 @@ def download(url: str, dest: Path, sha256: str | None = None, desc: str | None =
     if dest.is_file() and (expected is None or file_sha256(dest) == expected):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
+    # a real write, before any network: permission bits do not bind root, nor tell of a read-only mount
+    tempfile.TemporaryFile(dir=dest.parent).close()
     part = part_path(dest)
     _fetch_with_retries(url, part, desc or dest.name)
     if expected is not None:
@@ -181,7 +183,12 @@ def cached_download(url: str, sha256: str | None = None, subdir: str = "",
     """
     dest = cache_dir() / subdir / (filename or url_filename(url))
     if not is_offline():
-        return download(url, dest, sha256=sha256)
+        try:
+            return download(url, dest, sha256=sha256)
+        except DownloadError:
+            raise
+        except OSError as err:  # the cache is a file, read-only, full...: network errors are DownloadErrors
+            raise _cache_error(err) from None
     if not dest.is_file():
         raise DownloadError(f"{url} is not in the cache at {dest} and MINILTH_OFFLINE=1; "
                             "run once online or unset MINILTH_OFFLINE")
@@ -189,6 +196,14 @@ def cached_download(url: str, sha256: str | None = None, subdir: str = "",
         raise DownloadError(f"{dest} does not match its sha256 and MINILTH_OFFLINE=1; "
                             "delete it and run once online")
     return dest
+
+
+def _cache_error(err: OSError) -> DownloadError:
+    """The one-line error for a cache that cannot take a file: it names MINILTH_CACHE, the way out."""
+    cache = cache_dir()
+    where = f"MINILTH_CACHE={cache}" if os.environ.get("MINILTH_CACHE") else f"the cache folder {cache}"
+    why = "is a file, not a folder" if cache.is_file() else f"cannot be written ({err.strerror or err})"
+    return DownloadError(f"{where} {why}: set MINILTH_CACHE to a folder you can write to")
 
 
 def url_filename(url: str) -> str:
@@ -219,9 +234,10 @@ def extract_archive(archive: Path, target: Path, member_root: str | None = None)
 
     member_root: unpack only the members under this top folder of the archive, without the
     folder itself (e.g. "RTE" puts RTE.zip's RTE/train.tsv at target/train.tsv).
-    Members that would land outside `target` (absolute paths, `..`, links leading out) make the
-    whole archive refused before anything is written. The archive is unpacked into a temporary
-    folder next to `target`, renamed when complete; an existing `target` is returned as it is.
+    Members that would land outside `target` (absolute paths, `..`, links leading out, alone or
+    through other links) make the whole archive refused, and nothing of it is kept. The archive
+    is unpacked into a temporary folder next to `target`, renamed when complete; an existing
+    `target` is returned as it is.
     """
     archive, target = Path(archive), Path(target)
     if target.is_dir():
@@ -286,10 +302,20 @@ def _unpack_tar(archive: Path, staging: Path, member_root: str | None) -> None:
         selected = _select_members(archive, [m.name for m in members], member_root)
         for member in members:
             _check_tar_member(archive, member, selected, member_root)
+        links = {}
         for member in tqdm(members, desc=f"unpack {archive.name}", unit="file", leave=False):
             relative = selected.get(member.name)
             if relative is not None:
-                _write_tar_member(archive, tf, member, staging, relative)
+                dest = _write_tar_member(archive, tf, member, staging, relative)
+                if member.issym():
+                    links[member.name] = dest
+    # Where a link leads depends on the links it goes through (a -> ., then b -> a/.. is the folder
+    # above), and a later link can redirect an earlier one (c -> x/.., then x -> .): so each is
+    # followed on disk once all are written. Files were safe meanwhile: each write is checked.
+    for name, link in links.items():
+        if not _resolves_inside(link, staging):
+            _refuse(archive, name, f"is a link to {os.readlink(link)!r} that, through other links, "
+                    "leads outside the folder or in a circle")
 
 
 def _check_tar_member(archive: Path, member: tarfile.TarInfo, selected: dict[str, str],
@@ -309,7 +335,7 @@ def _check_tar_member(archive: Path, member: tarfile.TarInfo, selected: dict[str
 
 
 def _write_tar_member(archive: Path, tf: tarfile.TarFile, member: tarfile.TarInfo,
-                      staging: Path, relative: str) -> None:
+                      staging: Path, relative: str) -> Path:
     dest = _checked_destination(archive, staging, relative)
     if member.isdir():
         dest.mkdir(parents=True, exist_ok=True)
@@ -318,6 +344,7 @@ def _write_tar_member(archive: Path, tf: tarfile.TarFile, member: tarfile.TarInf
     else:  # regular file or hard link: extractfile gives the bytes of both
         with tf.extractfile(member) as src, open(dest, "wb") as out:
             shutil.copyfileobj(src, out, CHUNK_BYTES)
+    return dest
 
 
 def _select_members(archive: Path, names: list[str], member_root: str | None) -> dict[str, str]:
@@ -354,12 +381,21 @@ def _escapes(posix_path: str) -> bool:
 def _checked_destination(archive: Path, staging: Path, relative: str) -> Path:
     """staging/relative, after checking that no link already written leads it outside staging."""
     dest = staging / relative
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if not dest.parent.resolve().is_relative_to(staging.resolve()):
+    # resolved before mkdir, so that no folder is ever created through a link leading out
+    if not _resolves_inside(dest.parent, staging):
         _refuse(archive, relative, "goes through a link that leaves the folder")
+    dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.is_symlink():
         dest.unlink()  # a later member of the same name replaces the link, not its target
     return dest
+
+
+def _resolves_inside(path: Path, staging: Path) -> bool:
+    """True when `path`, its links followed as they are on disk now, lies inside staging (a loop is not)."""
+    try:
+        return path.resolve().is_relative_to(staging.resolve())
+    except (OSError, RuntimeError):  # a loop of links: RuntimeError before Python 3.13, OSError after
+        return False
 
 
 def _refuse(archive: Path, member: str, why: str) -> None:

@@ -1,7 +1,14 @@
 """Writing output files whole or not at all: every file goes to a temporary name, then is renamed.
 
 A reader (or a resumed run) therefore never sees half a file: an interruption leaves either the
-old file or none, plus at most a hidden temporary that the next write replaces.
+old file or none, plus at most the hidden temporary `.{stem}.tmp{suffix}`, which the next write of
+the same file reuses and replaces.
+
+The temporary name depends on the file's name only, never on the process: torch.save records it
+inside its zip, so identical content written twice gives identical bytes (sha256sum agrees).
+Two processes writing the same file at once take turns: each holds a lock on the temporary
+(flock, which the kernel releases when its holder dies, so a killed writer never blocks the next)
+from creating it to renaming it. Every rename is of a whole file; the last one wins.
 """
 from __future__ import annotations
 
@@ -11,21 +18,60 @@ from pathlib import Path
 
 import torch
 
+try:
+    import fcntl
+except ImportError:  # Windows has no flock: there, two processes writing one file at once may clash
+    fcntl = None
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path):
-    """Yields a temporary path next to `path`; on success renames it to `path`, on failure removes it.
+
+def temporary_path(path: str | Path) -> Path:
+    """Returns the hidden name `path` is written under before its rename: `.{stem}.tmp{suffix}`.
 
     The temporary keeps the suffix, so writers that choose a format by suffix (savefig) still work.
     """
     path = Path(path)
+    return path.with_name(f".{path.stem}.tmp{path.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """Yields a temporary path next to `path`; on success renames it to `path`, on failure removes it."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    temp = temporary_path(path)
+    with _locked(temp):
+        try:
+            yield temp
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        os.replace(temp, path)  # under the lock: no other writer is halfway through this temporary
+
+
+@contextlib.contextmanager
+def _locked(temp: Path):
+    """Holds an exclusive lock on the file named `temp` (created if absent) while the block runs.
+
+    A writer that waited for the lock may find the name gone or pointing to a new file (the
+    holder renamed or removed its temporary): it then locks the file now under that name.
+    """
+    while True:
+        fd = os.open(temp, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            if _same_file(fd, temp):
+                yield
+                return
+        finally:
+            os.close(fd)  # releases the lock
+
+
+def _same_file(fd: int, path: Path) -> bool:
     try:
-        yield temp
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -35,6 +81,6 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def save(obj, path: str | Path) -> None:
-    """torch.save, atomically."""
+    """torch.save, atomically; identical objects give identical bytes for files of the same name."""
     with atomic_path(path) as temp:
         torch.save(obj, temp)

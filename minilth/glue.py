@@ -118,8 +118,27 @@ def _stream(path: Path):
             for row in reader:
                 if row:
                     yield reader.line_num, row
-        except (csv.Error, UnicodeDecodeError) as error:
+        except csv.Error as error:
             raise DataError(f"{path}:{reader.line_num + 1}: unreadable ({error}); is it a UTF-8 TSV file?") from None
+        except UnicodeDecodeError as error:  # raised for a whole block of text, ahead of the csv reader's line
+            line, error = _first_non_utf8_line(path) or (reader.line_num + 1, error)
+            raise DataError(f"{path}:{line}: not UTF-8 ({error}): save the file as UTF-8, or download it "
+                            "again") from None
+
+
+def _first_non_utf8_line(path: Path) -> tuple[int, UnicodeDecodeError] | None:
+    """(1-based line number, decoding error with its position in that line) of the first line that is not UTF-8.
+
+    latin-1 reads any byte as one character and splits lines as the csv reader does (newline="");
+    no UTF-8 character holds a newline byte, so every line decodes on its own.
+    """
+    with open(path, encoding="latin-1", newline="") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                line.encode("latin-1").decode("utf-8")
+            except UnicodeDecodeError as error:
+                return number, error
+    return None  # the file changed since it failed to decode
 
 
 def _header(task: Task, rows) -> tuple[list[str], object]:

@@ -37,15 +37,29 @@ class BertConfig:
     pad_token_id: int = 0  # [PAD]
 
     def __post_init__(self):
+        # checked here, not where a value is first used: a config.json comes from anywhere, and a
+        # string, a zero or a negative size would otherwise fail deep inside torch
+        for name, value in vars(self).items():
+            if name in SIZES and not (_is_whole(value) and value >= 1):
+                raise CheckpointError(f"{name} must be a whole number of at least 1, got {value!r}")
+            if name in PROBABILITIES and not (_is_real(value) and 0 <= value <= 1):
+                raise CheckpointError(f"{name} must be a probability in [0, 1], got {value!r}")
+            if name in POSITIVE_REALS and not (_is_real(value) and value > 0):
+                raise CheckpointError(f"{name} must be a positive number, got {value!r}")
+        if not (_is_whole(self.pad_token_id) and 0 <= self.pad_token_id < self.vocab_size):
+            raise CheckpointError(f"pad_token_id must be a token id in [0, vocab_size {self.vocab_size}), "
+                                  f"got {self.pad_token_id!r}")
         if self.hidden_size % self.num_attention_heads:
             raise CheckpointError(f"hidden_size {self.hidden_size} is not a multiple of "
                                   f"num_attention_heads {self.num_attention_heads}")
-        if self.hidden_act not in ACTIVATIONS:
-            raise CheckpointError(f"hidden_act '{self.hidden_act}' is not supported; use one of {sorted(ACTIVATIONS)}")
+        if not isinstance(self.hidden_act, str) or self.hidden_act not in ACTIVATIONS:
+            raise CheckpointError(f"hidden_act {self.hidden_act!r} is not supported; use one of {sorted(ACTIVATIONS)}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "BertConfig":
         """Returns the config from a Hugging Face config.json or Google bert_config.json dict; other keys are ignored."""
+        if not isinstance(values, dict):
+            raise CheckpointError(f"a BERT config is a JSON object of names and values, not a {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
@@ -54,9 +68,14 @@ class BertConfig:
         """Returns the config stored in a config.json / bert_config.json file."""
         try:
             values = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise CheckpointError(f"cannot read the BERT config {path}: {error}") from None
-        return cls.from_dict(values)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise CheckpointError(f"cannot read the BERT config {path} ({error}): "
+                                  "download the checkpoint's config again") from None
+        try:
+            return cls.from_dict(values)
+        except CheckpointError as error:
+            raise CheckpointError(f"{path}: {error}; correct the file or download the checkpoint's config "
+                                  "again") from None
 
     def to_dict(self) -> dict:
         """Returns the config as a plain dict (what config.json holds)."""
@@ -78,6 +97,22 @@ class BertConfig:
             return cls(hidden_size=hidden, num_hidden_layers=layers,
                        num_attention_heads=hidden // 64, intermediate_size=4 * hidden)
         raise CheckpointError(f"no preset config named '{name}'; known: {', '.join(preset_names())}")
+
+
+SIZES = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+         "max_position_embeddings", "type_vocab_size")  # BertConfig fields that count something
+PROBABILITIES = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+POSITIVE_REALS = ("initializer_range", "layer_norm_eps")
+
+
+def _is_whole(value) -> bool:
+    """True for an int; False for a bool, a float (768.0 included) or a string."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    """True for an int or float that is not a bool (NaN too: the range checks reject it)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 PRESETS = {

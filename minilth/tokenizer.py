@@ -7,6 +7,8 @@ from pathlib import Path
 from tokenizers import Tokenizer as _Backend
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
+from .errors import CheckpointError
+
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
@@ -18,16 +20,7 @@ class Tokenizer:
     """
 
     def __init__(self, vocab_file: str | Path, lowercase: bool = True):
-        vocab_file = Path(vocab_file)
-        if not vocab_file.is_file():
-            raise FileNotFoundError(f"no vocab.txt at {vocab_file}: pass a checkpoint folder that has one")
-        vocab = {}
-        with open(vocab_file, encoding="utf-8") as f:
-            for index, line in enumerate(f):
-                vocab.setdefault(line.rstrip("\n"), index)
-        missing = [t for t in SPECIAL_TOKENS if t not in vocab]
-        if missing:
-            raise ValueError(f"{vocab_file} lacks the special tokens {missing}: is it a BERT vocab.txt?")
+        vocab = _read_vocab(Path(vocab_file))
 
         backend = _Backend(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
         # strip_accents=None follows lowercase, as BERT's BasicTokenizer does
@@ -78,12 +71,39 @@ class Tokenizer:
         return self.backend.decode(ids, skip_special_tokens=True)
 
 
+def _read_vocab(vocab_file: Path) -> dict[str, int]:
+    """Returns token -> id of a vocab.txt (one token a line, the id is the line's index), special tokens checked."""
+    if not vocab_file.is_file():
+        raise CheckpointError(f"no vocab.txt in {vocab_file.parent}: put the vocab.txt that came with the "
+                              "checkpoint there")
+    vocab = {}
+    try:
+        with open(vocab_file, encoding="utf-8") as f:
+            for index, line in enumerate(f):
+                vocab.setdefault(line.rstrip("\n"), index)
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{vocab_file} is not UTF-8 text: download the checkpoint's vocab.txt again") from None
+    missing = [t for t in SPECIAL_TOKENS if t not in vocab]
+    if missing:
+        raise CheckpointError(f"{vocab_file} lacks the special tokens {missing}: is it a BERT vocab.txt? "
+                              "use the one that came with the checkpoint")
+    return vocab
+
+
 def _reads_lowercase(folder: Path) -> bool:
     """Whether a checkpoint lower-cases: tokenizer_config.json says so, else its name ('cased' keeps case)."""
     config = folder / "tokenizer_config.json"
     if config.is_file():
-        value = json.loads(config.read_text(encoding="utf-8")).get("do_lower_case")
+        advice = "download it again, or delete it (lower-casing then follows the folder's name)"
+        try:
+            settings = json.loads(config.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise CheckpointError(f"cannot read {config} ({error}): {advice}") from None
+        value = settings.get("do_lower_case") if isinstance(settings, dict) else settings
+        if isinstance(value, bool):
+            return value
         if value is not None:
-            return bool(value)
+            raise CheckpointError(f"{config}: expected an object whose do_lower_case is true or false, "
+                                  f"found {value!r}: {advice}")
     name = folder.name.lower()
     return not ("cased" in name and "uncased" not in name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -83,7 +84,8 @@ def find_config(path: Path) -> BertConfig:
     for file in ("config.json", "bert_config.json"):
         if (folder / file).is_file():
             return BertConfig.from_json(folder / file)
-    raise CheckpointError(f"no config.json or bert_config.json in {folder}: pass config= explicitly")
+    raise CheckpointError(f"no config.json or bert_config.json in {folder}: put the config.json that came "
+                          "with these weights there (in Python, from_pretrained also takes config=)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,20 +115,53 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
         header = json.loads(data[8:8 + header_len])
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise CheckpointError(f"{path} has a corrupt safetensors header: download it again") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} has a corrupt safetensors header (not a JSON object): download it again")
     header.pop("__metadata__", None)
     body = memoryview(data)[8 + header_len:]
     tensors = {}
     for name, info in header.items():
-        begin, end = info["data_offsets"]
-        if end > len(body):
-            raise CheckpointError(f"{path} is truncated: tensor {name} ends at byte {end} of "
-                                  f"{len(body)}; download it again")
-        dtype = SAFETENSORS_DTYPES.get(info["dtype"])
-        if dtype is None:
-            raise CheckpointError(f"{path}: tensor {name} has unsupported dtype {info['dtype']}")
+        dtype, shape, (begin, end) = _safetensors_entry(path, name, info, len(body))
         raw = np.frombuffer(body[begin:end], dtype=np.uint8)
-        tensors[name] = torch.from_numpy(raw.copy()).view(dtype).reshape(info["shape"])
+        tensors[name] = torch.from_numpy(raw.copy()).view(dtype).reshape(shape)
     return tensors
+
+
+def _safetensors_entry(path: Path, name: str, info, body_size: int) -> tuple[torch.dtype, list, list]:
+    """Returns (dtype, shape, [begin, end]) of one header entry, after checking they fit each other and the file."""
+    def corrupt(what: str) -> CheckpointError:
+        return CheckpointError(f"{path}: tensor {name!r} {what}: the file is corrupt; download it again")
+
+    if not isinstance(info, dict):
+        raise corrupt(f"has a {type(info).__name__} as its header entry, not an object")
+    missing = [key for key in ("dtype", "shape", "data_offsets") if key not in info]
+    if missing:
+        raise corrupt(f"has no {missing[0]} in its header entry")
+    dtype = SAFETENSORS_DTYPES.get(info["dtype"]) if isinstance(info["dtype"], str) else None
+    if dtype is None:
+        raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {info['dtype']!r}; minilth reads "
+                              f"{', '.join(SAFETENSORS_DTYPES)}: convert the file to one of them")
+    shape, offsets = info["shape"], info["data_offsets"]
+    if not _are_sizes(shape):
+        raise corrupt(f"has shape {shape!r}, not a list of sizes")
+    if not (_are_sizes(offsets) and len(offsets) == 2):
+        raise corrupt(f"has data_offsets {offsets!r}, not [begin, end]")
+    begin, end = offsets
+    if begin > end:
+        raise corrupt(f"begins at byte {begin}, after its end {end}")
+    if end > body_size:
+        raise CheckpointError(f"{path} is truncated: tensor {name} ends at byte {end} of "
+                              f"{body_size}; download it again")
+    if math.prod(shape) * dtype.itemsize != end - begin:
+        raise corrupt(f"of shape {shape} and dtype {info['dtype']} needs {math.prod(shape) * dtype.itemsize} "
+                      f"bytes, but its range [{begin}, {end}) holds {end - begin}")
+    return dtype, shape, offsets
+
+
+def _are_sizes(values) -> bool:
+    """True for a list of non-negative ints (bools excluded)."""
+    return isinstance(values, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                            for v in values)
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
@@ -142,7 +177,21 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt archives
         raise CheckpointError(f"cannot read {file}: {str(error).splitlines()[0]}; download it again") from None
-    return state.get("state_dict", state) if isinstance(state, dict) else state
+    return _named_tensors(file, state.get("state_dict", state) if isinstance(state, dict) else state)
+
+
+def _named_tensors(file: Path, state) -> dict[str, torch.Tensor]:
+    """Returns `state` after checking it is a state dict: a .bin may hold any list, dict or number."""
+    advice = "give a checkpoint saved with torch.save(model.state_dict(), path)"
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{file} holds a value of type {type(state).__name__}, not a dict of named "
+                              f"tensors: {advice}")
+    for name, value in state.items():
+        if not isinstance(name, str):
+            raise CheckpointError(f"{file}: key {name!r} is not a tensor name: {advice}")
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{file}: entry {name!r} is of type {type(value).__name__}, not a tensor: {advice}")
+    return state
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """minilth.download against a local HTTP server: resume, checksums, cache, offline mode, safe unpacking."""
+import ctypes
 import hashlib
 import io
 import os
+import subprocess
+import sys
 import tarfile
 import zipfile
 
@@ -152,6 +155,72 @@ def test_offline_hit_needs_no_network(monkeypatch):
     assert server.total_requests == 1
 
 
+# ---------------------------------------------------------------------------- a cache that cannot be written
+
+
+def weights_cli_with_cache(cache, **run_options) -> subprocess.CompletedProcess:
+    """`python -m minilth.weights` on a known name, downloading into MINILTH_CACHE=cache.
+
+    Nothing listens at the hub's address: the cache must be refused before any request.
+    """
+    env = {**os.environ, "MINILTH_CACHE": str(cache), "MINILTH_HUB_URL": "http://127.0.0.1:9"}
+    env.pop("MINILTH_OFFLINE", None)
+    return subprocess.run([sys.executable, "-m", "minilth.weights", "bert_uncased_L-2_H-128_A-2"], env=env,
+                          capture_output=True, text=True, **run_options)
+
+
+def test_cache_that_is_a_file_is_one_line_naming_the_variable(tmp_path):
+    cache = tmp_path / "cache"
+    cache.write_text("not a folder")
+    result = weights_cli_with_cache(cache)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: MINILTH_CACHE={cache} is a file, not a folder: set MINILTH_CACHE to a folder you can write to"]
+    assert cache.read_text() == "not a folder" and list(tmp_path.iterdir()) == [cache]
+
+
+def test_cache_under_a_file_is_one_line_naming_the_variable(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("MINILTH_CACHE", str(tmp_path / "file" / "cache"))
+    with pytest.raises(DownloadError) as err:
+        dl.cached_download("http://127.0.0.1:9/glue/RTE.zip", subdir="glue")
+    assert str(err.value) == (f"MINILTH_CACHE={tmp_path / 'file' / 'cache'} cannot be written (Not a directory): "
+                              "set MINILTH_CACHE to a folder you can write to")
+
+
+PR_CAPBSET_DROP, CAP_DAC_OVERRIDE = 24, 1  # from <linux/prctl.h> and <linux/capability.h>
+
+
+def bound_by_permission_bits():
+    """preexec_fn that makes a child obey permission bits even when the tests run as root.
+
+    Root writes into a chmod 0o500 folder anyway, through the CAP_DAC_OVERRIDE capability.
+    Dropped from the bounding set between fork and exec, the child runs as root without it and
+    the folder is as read-only for it as for anyone else: the test exercises the real failing
+    write, nothing simulated. For any other user chmod alone does it and nothing is dropped.
+    """
+    if os.geteuid() == 0 and ctypes.CDLL(None, use_errno=True).prctl(PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, 0, 0, 0):
+        raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP, CAP_DAC_OVERRIDE) failed")
+
+
+def test_read_only_cache_is_one_line_naming_the_variable(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(0o500)
+    try:
+        probe = subprocess.run([sys.executable, "-c", f"open({str(cache / 'probe')!r}, 'w')"],
+                               preexec_fn=bound_by_permission_bits, capture_output=True, text=True)
+        assert "PermissionError" in probe.stderr, "the folder must be read-only for the child, else this proves nothing"
+        result = weights_cli_with_cache(cache, preexec_fn=bound_by_permission_bits)
+    finally:
+        cache.chmod(0o700)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: MINILTH_CACHE={cache} cannot be written (Permission denied): "
+        "set MINILTH_CACHE to a folder you can write to"]
+    assert list(cache.iterdir()) == []
+
+
 # ---------------------------------------------------------------------------- archives
 
 
@@ -214,6 +283,53 @@ def test_tar_symlink_leading_outside_is_refused(tmp_path):
     with pytest.raises(DownloadError, match="is a link to"):
         dl.extract_archive(archive, tmp_path / "out" / "d")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def make_ordered_tar(path, entries: list[tuple[str, bytes | str]]):
+    """A tar of files (bytes) and symlinks (str: the link's text), in the order given."""
+    with tarfile.open(path, "w") as tf:
+        for name, content in entries:
+            info = tarfile.TarInfo(name)
+            if isinstance(content, str):
+                info.type, info.linkname = tarfile.SYMTYPE, content
+                tf.addfile(info)
+            else:
+                info.size = len(content)
+                tf.addfile(info, io.BytesIO(content))
+    return path
+
+
+LINKS_LEADING_OUT_THROUGH_LINKS = {
+    "the issue's chain": [("d/x.txt", b"x"), ("a", "."), ("b", "a/..")],
+    "a longer chain": [("a", "."), ("b", "a/a/a/sub/../..")],
+    "down then up twice": [("sub/x.txt", b"x"), ("sub/l", ".."), ("sub/m", "l/..")],
+    "an earlier link redirected by a later one": [("c", "x/.."), ("x", ".")],
+    "a loop": [("p", "q"), ("q", "p")],
+}
+
+
+@pytest.mark.parametrize("entries", LINKS_LEADING_OUT_THROUGH_LINKS.values(), ids=LINKS_LEADING_OUT_THROUGH_LINKS)
+def test_tar_links_leading_out_through_other_links_are_refused(tmp_path, entries):
+    archive = make_ordered_tar(tmp_path / "chain.tar", entries)
+    with pytest.raises(DownloadError, match="that, through other links, leads outside the folder or in a circle; "
+                                            "refusing to unpack"):
+        dl.extract_archive(archive, tmp_path / "out" / "target")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("evil", ["b/evil.txt", "b/new/evil.txt"])
+def test_tar_file_written_through_a_chained_link_is_refused_before_any_write(tmp_path, evil):
+    archive = make_ordered_tar(tmp_path / "chain.tar", [("a", "."), ("b", "a/.."), (evil, b"owned")])
+    with pytest.raises(DownloadError, match=f"member '{evil}' goes through a link that leaves the folder"):
+        dl.extract_archive(archive, tmp_path / "out" / "target")
+    assert list((tmp_path / "out").iterdir()) == []  # neither evil.txt nor the folder new/ was made there
+
+
+def test_tar_chained_links_that_stay_inside_are_kept(tmp_path):
+    archive = make_ordered_tar(tmp_path / "ok.tar", [("sub/x.txt", b"x"), ("a", "."), ("b", "a/sub"),
+                                                     ("sub/up", ".."), ("c", "sub/up/b/x.txt")])
+    target = dl.extract_archive(archive, tmp_path / "out")
+    assert (target / "b" / "x.txt").read_bytes() == b"x" and (target / "c").read_bytes() == b"x"
 
 
 def test_tar_symlink_inside_is_kept(tmp_path):

@@ -173,6 +173,21 @@ def test_malformed_rows_and_bad_labels_name_file_and_line(tmp_path):
         read_examples("rte", path, "train")
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["LF", "CRLF"])
+@pytest.mark.parametrize("bad_line", [1, 5, 9000])  # 9000: far past the first block of text the file is decoded in
+def test_a_byte_that_is_not_utf8_is_reported_at_its_line(tmp_path, bad_line, newline):
+    lines = [b"\xef\xbb\xbf" + RTE_HEADER.strip().encode()]  # with a byte-order mark, as MRPC's files have
+    lines += [f"{i}\tA man sleeps.\tA man rests.\tentailment".encode() for i in range(9000)]
+    lines[bad_line - 1] = lines[bad_line - 1].replace(b"\t", b"\xff\t", 1)
+    path = tmp_path / "train.tsv"
+    path.write_bytes(newline.encode().join(lines) + newline.encode())
+    position = lines[bad_line - 1].index(0xFF)
+    with pytest.raises(DataError) as error:
+        read_examples("rte", path, "train")
+    assert str(error.value) == (f"{path}:{bad_line}: not UTF-8 ('utf-8' codec can't decode byte 0xff in position "
+                                f"{position}: invalid start byte): save the file as UTF-8, or download it again")
+
+
 def test_empty_splits_and_unlabelled_non_test_files_are_errors(tmp_path):
     with pytest.raises(DataError, match="holds no examples"):
         read_examples("rte", write(tmp_path, RTE_HEADER), "dev")
