@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import files
+from . import distributed, files
 from .errors import MinilthError, run_cli
 from .prune import (Mask, magnitude_prune, named_tensors, oneshot_prune, random_prune, rewind, snapshot,
                     sparsity_schedule)
@@ -217,7 +217,8 @@ def run_controls(imp_run: TicketRun | str | Path, sparsity: float | None = None,
         echo(f"controls for {run.task.display_name} at {100 * imp.sparsity:g}% sparsity (IMP round {imp.index}): "
              f"{len(todo)} of {len(controls) * len(seeds)} runs to do; results in {folder}")
     if todo and not run.data:
-        run.data = load_task_data(run.config, run.task, progress)
+        with distributed.rank_0_first():
+            run.data = load_task_data(run.config, run.task, progress)
     return {control: [run_one_control(run, imp.mask, control, seed, folder, progress) for seed in seeds]
             for control in controls}
 
@@ -246,7 +247,7 @@ def run_one_control(run: TicketRun, imp_mask: Mask, control: str, seed: int, fol
               "imp_sparsity": imp_mask.sparsity, "metrics": metrics,
               "seconds": round(time.perf_counter() - started, 1), **extra}
     files.write_text(path, json.dumps(result, indent=2) + "\n")
-    if control == "standard_pruning":
+    if control == "standard_pruning" and distributed.is_writer():
         path.with_name(f".seed_{seed}.partial.pt").unlink(missing_ok=True)
     return result
 
@@ -305,6 +306,7 @@ def run(args) -> int:
     output = Path(args.output or Path(args.run) / "controls")
     started = time.perf_counter()
     imp_run = read_run(args.run, progress=not args.quiet, with_data=False, **placement)
+    distributed.start(imp_run.config.device)  # under torchrun: join the other ranks
     results = run_controls(imp_run, args.at_sparsity, args.controls, args.seeds, output, progress=not args.quiet)
     imp = round_at(imp_run, args.at_sparsity)
     folder = controls_folder(output, imp.sparsity)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
+
 try:
     import fcntl
 except ImportError:  # Windows has no flock: there, two processes writing one file at once may clash
@@ -35,7 +37,13 @@ def temporary_path(path: str | Path) -> Path:
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
-    """Yields a temporary path next to `path`; on success renames it to `path`, on failure removes it."""
+    """Yields a temporary path next to `path`; on success renames it to `path`, on failure removes it.
+
+    Under torchrun only rank 0 writes: the other ranks hold the same results and write to os.devnull.
+    """
+    if not distributed.is_writer():
+        yield Path(os.devnull)
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = temporary_path(path)

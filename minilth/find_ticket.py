@@ -16,6 +16,7 @@ import logging
 import sys
 import time
 
+from . import distributed
 from .errors import run_cli
 from .settings import add_arguments, add_command_options, from_arguments
 from .tasks import get_task
@@ -43,6 +44,7 @@ def run(args) -> int:
     config = from_arguments(TicketConfig, args)
     output = args.output or f"runs/{config.task}"
     started = time.perf_counter()
+    distributed.start(config.device)  # under torchrun: join the other ranks
     rounds = find_ticket(config, output, progress=not args.quiet)
     summary = summarize(rounds, get_task(config.task))
     print(format_table(summary))

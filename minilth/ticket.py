@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from . import files
+from . import distributed, files
 from .errors import MinilthError
 from .prune import (Mask, is_head, magnitude_prune, pooler_magnitude_ratio, prunable_names, rewind, snapshot,
                     sparsity_schedule)
@@ -200,8 +200,8 @@ def imp_round(run: TicketRun, progress: bool = True) -> Round:
             pruned_model = model
     # 3. Prune: drop the smallest surviving weights of the first seed's trained model, globally.
     next_mask = None
-    if index + 1 < len(run.sparsities):
-        next_mask = magnitude_prune(pruned_model, mask, run.sparsities[index + 1])
+    if index + 1 < len(run.sparsities):  # (under torchrun: once, on rank 0, and sent to every rank)
+        next_mask = distributed.on_rank_0(magnitude_prune, pruned_model, mask, run.sparsities[index + 1])
     return Round(index, run.sparsities[index], mask, metrics, time.perf_counter() - started, heads, next_mask)
 
 
@@ -247,8 +247,9 @@ def start_run(config: TicketConfig, output_dir: str | Path, progress: bool = Tru
     output folder is claimed, so a run that cannot start leaves the folder as it was."""
     task = get_task(config.task)
     choose_device(config.device)
-    data = load_task_data(config, task, progress)
-    model = fresh_model(config, task, config.seeds[0])
+    with distributed.rank_0_first():  # data and checkpoints are downloaded once
+        data = load_task_data(config, task, progress)
+        model = fresh_model(config, task, config.seeds[0])
     folder = claim_output_dir(output_dir, config)
     rounds = finished_rounds(folder)
     run = TicketRun(config, task, folder, data, rounds, mask=None)

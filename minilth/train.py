@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import batches, num_batches
+from . import distributed
+from .data import IGNORE_INDEX, batches, num_batches
 from .errors import MinilthError
 from .mlm import mask_batch, mlm_batch_stats, mlm_metrics
 from .model import BertPreTrainedModel
@@ -112,8 +113,13 @@ def parse_device(device: str | None) -> torch.device | None:
 
 
 def choose_device(device: str | None = "auto") -> torch.device:
-    """Returns the device to train on: CUDA when present for 'auto', else the CPU; or the one named."""
+    """Returns the device to train on: CUDA when present for 'auto', else the CPU; or the one named.
+
+    Under torchrun each process (rank) has its own, chosen when it joined (distributed.start).
+    """
     named = parse_device(device)
+    if distributed.device() is not None:
+        return distributed.device()
     if named is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if named.type == "cuda" and not torch.cuda.is_available():
@@ -198,7 +204,9 @@ def finetune(model: BertPreTrainedModel, task: Task, train_data, eval_data=None,
     snapshot_step = None if snapshot_at is None else round(snapshot_at * total_steps)
 
     set_seed(seed)
+    distributed.seed_dropout(seed)  # under torchrun each rank draws its own dropout masks
     model.to(device).train()
+    trained = distributed.wrap(model, device, unused_parameters=task.kind in ("span", "mlm"))
     optimizer = make_optimizer(model, settings.learning_rate, settings.weight_decay)
     scheduler = linear_schedule(optimizer, lr_decay_steps or total_steps, round(settings.warmup_ratio * total_steps),
                                 start_step)
@@ -210,8 +218,8 @@ def finetune(model: BertPreTrainedModel, task: Task, train_data, eval_data=None,
         history.snapshot, history.snapshot_step = snapshot(model), start_step
 
     loss_terms, examples, started = [], 0, time.perf_counter()
-    bar = tqdm(total=total_steps, initial=start_step, desc=f"fine-tune {task.name}", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(total=total_steps, initial=start_step, desc=f"fine-tune {task.name}",
+               disable=not progress or not distributed.is_writer(), dynamic_ncols=True)
     epoch, skip = divmod(start_step, steps_per_epoch)
     while history.steps < total_steps:
         order = batches(features, settings.batch_size, shuffle=True, seed=seed + epoch,
@@ -219,8 +227,9 @@ def finetune(model: BertPreTrainedModel, task: Task, train_data, eval_data=None,
         skip = 0
         for batch in order:
             batch = _prepare(batch, task, train_data, device, seed * 100_003 + history.steps)
+            batch, weight = distributed.shard(batch, _loss_terms(batch, task))  # this rank's rows of the batch
             with autocast(device, settings.precision):
-                loss = model(**batch).loss
+                loss = trained(**batch).loss * weight
             history.learning_rates.append(scheduler.get_last_lr()[0])
             _backward_and_step(loss, model, optimizer, scaler, settings.max_grad_norm)
             scheduler.step()
@@ -243,7 +252,7 @@ def finetune(model: BertPreTrainedModel, task: Task, train_data, eval_data=None,
             bar.write(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in history.epochs[-1].items()))
             model.train()
     bar.close()
-    history.losses = torch.stack(loss_terms).float().cpu().tolist()
+    history.losses = distributed.average(torch.stack(loss_terms).float()).cpu().tolist()
     history.seconds = time.perf_counter() - started
     history.examples_per_second = examples / history.seconds
     return history
@@ -276,6 +285,13 @@ def _backward_and_step(loss, model, optimizer, scaler, max_grad_norm: float) -> 
 def _clip(model, max_grad_norm: float) -> None:
     if max_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+
+
+def _loss_terms(batch: dict, task: Task) -> torch.Tensor:
+    """Returns how many terms each row adds to the loss's mean: its masked tokens for MLM, else 1. (B,)"""
+    if task.kind == "mlm":
+        return (batch["labels"] != IGNORE_INDEX).sum(dim=1)
+    return torch.ones(batch["input_ids"].shape[0])
 
 
 def _pad_id(data) -> int:

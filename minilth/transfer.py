@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import files
+from . import distributed, files
 from .errors import MinilthError, run_cli
 from .prune import Mask, MaskError, is_pooler, named_tensors, prunable_names
 from .report import differences, percent_scale, render_table, to_json, transfer_heatmap, write_csv
@@ -176,7 +176,8 @@ def transfer_matrix(sources: list[str | Path], tasks: list[str], config: Experim
     for target in tasks:
         task_config = dataclasses.replace(config, task=target)
         pending = [(s, seed) for s, t, seed in todo if t == target]
-        data = load_task_data(task_config, get_task(target), progress) if pending else None
+        with distributed.rank_0_first():
+            data = load_task_data(task_config, get_task(target), progress) if pending else None
         for source, seed in pending:
             started = time.perf_counter()
             metrics = transfer(None if source == DENSE else masks[source], target, task_config, seed, data, progress)
@@ -308,6 +309,7 @@ def run(args) -> int:
     config = from_arguments(Experiment, args, task=tasks[0])
     output = args.output or "runs/transfer"
     started = time.perf_counter()
+    distributed.start(config.device)  # under torchrun: join the other ranks
     record = transfer_matrix(args.sources, tasks, config, output, args.sparsity, labels=args.labels,
                              progress=not args.quiet)
     print(write_outputs(record, output))
