@@ -20,7 +20,7 @@ from . import distributed
 from .errors import run_cli
 from .settings import add_arguments, add_command_options, from_arguments
 from .tasks import get_task
-from .ticket import Experiment, TicketConfig, find_ticket, format_table, summarize
+from .ticket import Experiment, TicketConfig, find_ticket, format_table, summarize, verdict_lines
 from .train import FinetuneSettings
 
 
@@ -49,14 +49,9 @@ def run(args) -> int:
     summary = summarize(rounds, get_task(config.task))
     print(format_table(summary))
     if len(rounds) > 1:
-        print(f"winning ticket (within one std of dense): {_percent(summary['ticket_within_std'])}; "
-              f"(at least dense): {_percent(summary['ticket_at_least_dense'])}")
+        print("\n".join(verdict_lines(summary)))
     print(f"{time.perf_counter() - started:.0f} s; results in {output}")
     return 0
-
-
-def _percent(sparsity):
-    return "none" if sparsity is None else f"{100 * sparsity:.1f}% sparsity"
 
 
 if __name__ == "__main__":

@@ -452,28 +452,58 @@ def _duration(seconds: float) -> str:
 def summarize(rounds: list[Round], task: Task) -> dict:
     """Returns the table of rounds and the highest sparsity that is a winning ticket under both definitions.
 
-    `within_std`: the mean metric is at least the dense mean minus one standard deviation of the
-    dense runs (the paper's definition; with one seed the std is 0). `at_least_dense`: the mean
-    metric is at least the dense mean.
+    `within_noise` (the paper's definition): the mean metric is at least the dense mean minus the
+    dense model's noise. `at_least_dense`: the mean metric is at least the dense mean. The noise is
+    one standard deviation of the dense runs over seeds (the paper's rule); with one seed, which
+    shows no spread, it is the dev set's own sampling error of the dense run. A dense model within
+    noise of chance learned nothing, and then no sparsity is called a ticket: `verdict` says why.
     """
     metric = task.ticket_metric
     dense = describe([m[metric] for m in rounds[0].metrics])
-    dense_mean, dense_std = dense["mean"], dense["std"]
+    noise, rule = _noise(rounds[0].metrics, metric, dense)
+    chance = rounds[0].metrics[0].get(f"{metric}_chance")
+    learned = chance is None or dense["mean"] - chance > noise
     table = []
     for r in rounds:
         stats = describe([m[metric] for m in r.metrics])
         table.append({"round": r.index, "sparsity": r.sparsity, "actual_sparsity": r.mask.sparsity,
                       "metric": metric, "mean": stats["mean"], "std": stats["std"], "min": stats["min"],
-                      "max": stats["max"], "seeds": stats["n"], "within_std": stats["mean"] >= dense_mean - dense_std,
-                      "at_least_dense": stats["mean"] >= dense_mean, "seconds": round(r.seconds, 1)})
-    return {"task": task.name, "metric": metric, "dense_mean": dense_mean, "dense_std": dense_std,
-            "ticket_within_std": _highest(table, "within_std"),
+                      "max": stats["max"], "seeds": stats["n"],
+                      "within_noise": learned and stats["mean"] >= dense["mean"] - noise,
+                      "at_least_dense": learned and stats["mean"] >= dense["mean"], "seconds": round(r.seconds, 1)})
+    verdict = (f"the dense model learned: {dense['mean']:.4f} against {chance:.4f} for a model that learned nothing"
+               if chance is not None else "no chance level is known for this task")
+    if not learned:
+        verdict = (f"undecided: the dense model's {dense['mean']:.4f} is within noise ({noise:.4f}) of the "
+                   f"{chance:.4f} a model that learned nothing scores, so matching it says nothing")
+    return {"task": task.name, "metric": metric, "dense_mean": dense["mean"], "dense_std": dense["std"],
+            "noise": noise, "noise_rule": rule, "chance": chance, "verdict": verdict,
+            "ticket_within_noise": _highest(table, "within_noise"),
             "ticket_at_least_dense": _highest(table, "at_least_dense"), "rounds": table}
+
+
+def _noise(dense_metrics: list[dict], metric: str, dense: dict) -> tuple[float, str]:
+    """The dense model's noise and the rule that gave it: the std over seeds, or with one seed the dev set's."""
+    if dense["n"] > 1:
+        return dense["std"], f"one std of the dense runs over {dense['n']} seeds"
+    stderr = dense_metrics[0].get(f"{metric}_se")
+    if stderr is None:
+        return 0.0, "one seed and no sampling error for this task: no noise allowed"
+    return stderr, "one seed: the dev set's sampling error of the dense run"
 
 
 def _highest(table: list[dict], key: str) -> float | None:
     matching = [row["sparsity"] for row in table if row[key] and row["round"] > 0]
     return max(matching) if matching else None
+
+
+def verdict_lines(summary: dict) -> list[str]:
+    """Returns the verdict in words: both ticket definitions, the noise and its rule, and whether the dense
+    model learned at all."""
+    percent = lambda s: "none" if s is None else f"{100 * s:.0f}% sparsity"  # noqa: E731
+    return [f"winning ticket (within noise of dense, {summary['noise']:.4f}: {summary['noise_rule']}): "
+            f"{percent(summary['ticket_within_noise'])}; (at least dense): {percent(summary['ticket_at_least_dense'])}",
+            summary["verdict"]]
 
 
 def write_summary(output_dir: Path, rounds: list[Round], task: Task) -> dict:
@@ -496,8 +526,8 @@ def plot_summary(summary: dict, path: Path) -> bool:
     x = [100 * r["sparsity"] for r in rows]
     y = [r["mean"] for r in rows]
     err = [r["std"] for r in rows]
-    band = (summary["dense_mean"] - summary["dense_std"], summary["dense_mean"] + summary["dense_std"])
-    ax.axhspan(*band, color="tab:gray", alpha=0.2, label="dense ± 1 std")
+    band = (summary["dense_mean"] - summary["noise"], summary["dense_mean"] + summary["noise"])
+    ax.axhspan(*band, color="tab:gray", alpha=0.2, label="dense ± noise")
     ax.axhline(summary["dense_mean"], color="tab:gray", lw=1)
     ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label="IMP subnetwork")
     ax.set_xlabel("sparsity of the prunable weights (%)")
@@ -512,5 +542,5 @@ def format_table(summary: dict) -> str:
     """Returns the rounds as an aligned text table for the terminal."""
     header = ["round", "sparsity", summary["metric"], "std", "min", "max", "ticket?"]
     rows = [[str(r["round"]), f"{100 * r['sparsity']:.1f}%"] + [f"{r[k]:.4f}" for k in ("mean", "std", "min", "max")]
-            + ["dense" if r["round"] == 0 else ("yes" if r["within_std"] else "no")] for r in summary["rounds"]]
+            + ["dense" if r["round"] == 0 else ("yes" if r["within_noise"] else "no")] for r in summary["rounds"]]
     return render_table([header] + rows)

@@ -80,3 +80,27 @@ def test_glue_metrics_report_each_tasks_metric_names():
     assert set(stsb) == {"pearson", "spearman"} and 0.5 < stsb["pearson"] < 1.0
     assert set(compute_metrics("mnli", [0, 1, 2], [0, 1, 1])) == {"acc"}
     assert compute_metrics("mnli", [0, 1, 2], [0, 1, 1])["acc"] == pytest.approx(2 / 3)
+
+
+def test_sampling_error_of_accuracy_is_the_binomial_one_and_bootstrap_for_the_others():
+    from minilth.metrics import sampling_error
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 277)
+    guesses = np.where(rng.random(277) < 0.6, labels, 1 - labels)
+    p = float(np.mean(guesses == labels))
+    assert sampling_error("acc", guesses, labels) == pytest.approx(np.sqrt(p * (1 - p) / 277))
+    # Pearson's r of 0.8 over 1500 pairs: its standard error is about (1 - r^2) / sqrt(n) = 0.009
+    x = rng.normal(size=1500)
+    y = 0.8 * x + 0.6 * rng.normal(size=1500)
+    stderr = sampling_error("pearson", x, y)
+    assert 0.006 < stderr < 0.013 and stderr == sampling_error("pearson", x, y)  # seeded: reproducible
+
+
+def test_chance_level_is_what_a_model_that_learned_nothing_scores():
+    from minilth.metrics import chance_level
+
+    labels = np.array([1] * 146 + [0] * 131)  # RTE's dev split has 146 of one class in 277
+    assert chance_level("acc", labels) == pytest.approx(146 / 277)
+    assert chance_level("pearson", labels) == chance_level("mcc", labels) == 0.0
+    assert chance_level("f1", labels) == pytest.approx(2 * 146 / (146 + 277))

@@ -258,3 +258,35 @@ def test_the_reference_codes_learning_rate_spans_all_rounds(tiny_checkpoint, glu
     assert all(r == pytest.approx([1e-4 * (1 - k / 12) for k in range(4)]) for r in reference)
     # ... where minilth's default decays to 0 within every fine-tuning.
     assert all(r == pytest.approx([1e-4 * (1 - k / 4) for k in range(4)]) for r in default)
+
+
+def rounds_of(*per_round, se=None, chance=None):
+    """Fake finished rounds: one list of ticket-metric values (one per seed) per round, at 0%, 25%, 50%, ..."""
+    from minilth.ticket import Round
+
+    extra = {k: v for k, v in (("acc_se", se), ("acc_chance", chance)) if v is not None}
+    return [Round(i, 0.25 * i, Mask({"w": torch.ones(4, dtype=torch.bool)}), [{"acc": v, **extra} for v in values])
+            for i, values in enumerate(per_round)]
+
+
+def test_one_seed_near_chance_is_undecided_however_the_rounds_score():
+    from minilth.tasks import get_task
+    from minilth.ticket import summarize
+
+    # notebook 04's old RTE numbers: 51.6 dense, every round within a point of it, 52.7 majority class
+    summary = summarize(rounds_of([0.516], [0.513], [0.524], se=0.03, chance=0.527), get_task("rte"))
+    assert summary["ticket_within_noise"] is None and summary["ticket_at_least_dense"] is None
+    assert summary["verdict"].startswith("undecided") and "one seed: the dev set's sampling error" in \
+        summary["noise_rule"] and summary["noise"] == 0.03
+
+
+def test_one_seed_uses_the_dev_sets_sampling_error_and_seeds_their_spread():
+    from minilth.tasks import get_task
+    from minilth.ticket import summarize
+
+    one = summarize(rounds_of([0.80], [0.795], [0.70], se=0.01, chance=0.5), get_task("rte"))
+    assert one["ticket_within_noise"] == 0.25 and one["ticket_at_least_dense"] is None
+    assert one["verdict"].startswith("the dense model learned")
+    three = summarize(rounds_of([0.80, 0.82, 0.78], [0.785] * 3, [0.81] * 3, se=0.01, chance=0.5), get_task("rte"))
+    assert three["noise"] == pytest.approx(0.02) and "over 3 seeds" in three["noise_rule"]
+    assert three["ticket_within_noise"] == 0.5 and three["ticket_at_least_dense"] == 0.5
