@@ -106,7 +106,7 @@ def test_standard_pruning_prunes_trained_weights_and_never_rewinds(imp_run, stan
     rounds = imp_run[2]
     (mask, metrics, records), starts, trained, _ = standard_run
     assert [round(r["sparsity"], 2) for r in records] == [0.0, 0.1, 0.2]
-    assert mask.num_pruned == rounds[2].mask.num_pruned and set(metrics) == {"acc"}
+    assert mask.num_pruned == rounds[2].mask.num_pruned and set(metrics) == {"acc", "acc_se", "acc_chance"}
     # Round 1 prunes the dense fine-tuned weights exactly as IMP's first round does (same seed, same data) ...
     assert magnitude_prune(trained[0], Mask.dense(trained[0], mask.names()), 0.1) == rounds[1].mask
     # ... and each round starts from the previous round's trained weights (head included), not from theta_0:

@@ -32,7 +32,7 @@ def test_same_seed_same_numbers_on_cpu(tiny_checkpoint, rte):
     assert first.losses == second.losses and first.epochs == second.epochs
     assert first.losses != other.losses
     assert len(first.losses) == first.steps == 8 and len(first.epochs) == 2
-    assert set(first.final) == {"acc"}
+    assert set(first.final) == {"acc", "acc_se", "acc_chance"}
 
 
 def test_mask_holds_after_every_step(tiny_checkpoint, rte):

@@ -90,7 +90,7 @@ def test_transfer_equals_finetuning_the_mask_from_theta0(imp_run):
     theta_0 = fresh_model(mrpc, get_task("mrpc"), seed=1)
     mask.apply_to(theta_0)
     history = finetune(theta_0, get_task("mrpc"), *data, mrpc, seed=1, mask=mask, progress=False)
-    assert metrics == history.final and set(metrics) == {"acc", "f1"}
+    assert metrics == history.final and set(metrics) == {"acc", "f1", "acc_se", "acc_chance"}
 
 
 def write_wikitext(folder, seed=0):
@@ -128,7 +128,7 @@ def test_mlm_ticket_on_a_raw_corpus_transfers_to_glue(tiny_checkpoint, glue_dir,
     moved.apply_to(target)
     assert torch.equal(target.state_dict()[POOLER], pooler_before)  # left dense
     metrics = transfer(mask, "rte", rte, seed=0, progress=False)
-    assert set(metrics) == {"acc"} and 0.0 <= metrics["acc"] <= 1.0
+    assert set(metrics) == {"acc", "acc_se", "acc_chance"} and 0.0 <= metrics["acc"] <= 1.0
 
 
 def cli(sources, tasks, checkpoint, glue_dir, output, *extra):
