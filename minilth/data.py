@@ -23,12 +23,14 @@ class BatchError(MinilthError, ValueError):
     """Features that cannot be put into one batch."""
 
 
-def collate(features: Sequence[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
+def collate(features: Sequence[dict], pad_id: int = 0, pad_to: int | None = None) -> dict[str, torch.Tensor]:
     """Returns the features as tensors padded to the longest in the batch: sequences (B, T), scalars (B,).
 
     input_ids are padded with pad_id, token_type_ids and attention_mask with 0, list-valued labels
     with -100. Int scalars become long tensors, float scalars float32 (STS-B scores); keys whose
     values are neither numbers nor int lists (strings, None) are left out of the batch.
+    `pad_to` pads every sequence to that fixed length instead (T = pad_to), as code that pads
+    every feature to max_length does (the reference's SQuAD evaluation); longer ones are an error.
     """
     if not features:
         raise BatchError("cannot collate an empty batch")
@@ -37,13 +39,17 @@ def collate(features: Sequence[dict], pad_id: int = 0) -> dict[str, torch.Tensor
         if list(feature) != keys:
             raise BatchError(f"feature {index} has keys {sorted(feature)}, feature 0 has {sorted(keys)}: "
                              "build every feature with the same reader")
+    longest = max(len(feature["input_ids"]) for feature in features)
+    if pad_to is not None and longest > pad_to:
+        raise BatchError(f"a feature has {longest} tokens, more than pad_to={pad_to}: build the features with "
+                         f"max_length {pad_to} or pad to a larger length")
     padding = {"input_ids": pad_id, "token_type_ids": 0, "attention_mask": 0}
     batch = {}
     for key in keys:
         values = [feature[key] for feature in features]
         first = values[0]
         if isinstance(first, (list, tuple)):
-            batch[key] = _pad(values, padding.get(key, IGNORE_INDEX))  # (B, T)
+            batch[key] = _pad(values, padding.get(key, IGNORE_INDEX), pad_to)  # (B, T)
         elif isinstance(first, bool) or isinstance(first, (int, np.integer)):
             batch[key] = torch.tensor(values, dtype=torch.long)  # (B,)
         elif isinstance(first, (float, np.floating)):
@@ -51,10 +57,10 @@ def collate(features: Sequence[dict], pad_id: int = 0) -> dict[str, torch.Tensor
     return batch
 
 
-def _pad(sequences: list, value: int) -> torch.Tensor:
-    """Rows of int lists as one long tensor, right-padded with value."""
-    longest = max(len(s) for s in sequences)
-    out = np.full((len(sequences), longest), value, dtype=np.int64)  # (B, T)
+def _pad(sequences: list, value: int, length: int | None = None) -> torch.Tensor:
+    """Rows of int lists as one long tensor, right-padded with value to `length` (default: the longest)."""
+    length = length or max(len(s) for s in sequences)
+    out = np.full((len(sequences), length), value, dtype=np.int64)  # (B, T)
     for row, sequence in enumerate(sequences):
         out[row, : len(sequence)] = sequence
     return torch.from_numpy(out)
@@ -68,8 +74,8 @@ def num_batches(num_features: int, batch_size: int, drop_last: bool = False) -> 
 
 def batches(features: Sequence[dict], batch_size: int, shuffle: bool = False, seed: int = 0,
             group_by_length: bool = False, pad_id: int = 0, drop_last: bool = False,
-            start: int = 0) -> Iterator[dict]:
-    """Yields collated batches (see `collate`), in file order or shuffled reproducibly by seed.
+            start: int = 0, pad_to: int | None = None) -> Iterator[dict]:
+    """Yields collated batches (see `collate`, also for `pad_to`), in file order or shuffled reproducibly by seed.
 
     `start` skips the first batches of that order without collating them (a run resumed mid-epoch).
 
@@ -81,7 +87,7 @@ def batches(features: Sequence[dict], batch_size: int, shuffle: bool = False, se
     order = batch_indices([len(f["input_ids"]) for f in features], batch_size, shuffle=shuffle, seed=seed,
                           group_by_length=group_by_length, drop_last=drop_last)
     for indices in order[start:]:
-        yield collate([features[i] for i in indices], pad_id=pad_id)
+        yield collate([features[i] for i in indices], pad_id=pad_id, pad_to=pad_to)
 
 
 def batch_indices(lengths: Sequence[int], batch_size: int, shuffle: bool = False, seed: int = 0,

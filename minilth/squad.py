@@ -7,6 +7,15 @@ transformers 2.x era that the paper's reference code builds on):
     model -> start/end logits per token -> best valid span over all windows -> answer text
     answer text vs. gold answers -> exact match and F1, the official evaluate-v1.1.py logic
 
+The paper's reference code (VITA-Group/BERT-Tickets, LT_squad.py) evaluates a little differently,
+in its vendored transformers 2.x (transformers-master/src/transformers/data/, cited below as
+processors/squad.py and metrics/squad_metrics.py): every feature is padded to max_length, the n
+best starts and ends are taken over all positions, padding included, a question with no valid
+span is answered "empty", and the scores come from transformers 2.x's squad_evaluate.
+`score_logits(..., evaluation="reference")` reproduces that; train.evaluate passes the setting
+`squad_evaluation` on. The answer text is cut by character offsets either way (the reference
+maps WordPieces back to words with get_final_text, metrics/squad_metrics.py:242-333).
+
 Character offsets come from the `tokenizers` backend and refer to the ORIGINAL context string, so
 an answer is cut out of the context exactly as written (accents, CJK and emoji included), even
 though the normalizer lower-cases and strips accents before WordPiece sees the text.
@@ -244,18 +253,30 @@ def _window_targets(answer_tokens: tuple[int, int] | None, window_start: int, wi
 # From logits to answers
 
 
+SELECTIONS = ("context", "all_positions")
+
+
 def postprocess(dataset: SquadDataset, start_logits: Sequence, end_logits: Sequence, n_best: int = 20,
-                max_answer_length: int = 30, use_max_context: bool = True) -> dict[str, str]:
+                max_answer_length: int = 30, use_max_context: bool = True, selection: str = "context",
+                no_answer: str = "") -> dict[str, str]:
     """Returns {question id: predicted answer text}, the best span over all windows of each question.
 
     `start_logits[i]` / `end_logits[i]` are the logits of feature i (a row of a tensor or array,
-    possibly right-padded; padding is ignored). In each window the `n_best` highest start and end
-    tokens are paired; a pair is skipped when either token is outside the context, end < start,
-    the span is longer than `max_answer_length` tokens, or (use_max_context, as BERT and the
-    reference run_squad.py do) the start token has more context in another window. The best pair
-    by start + end logit wins; its text is cut from the original context by character offsets.
-    A question with no valid span gets "".
+    possibly right-padded). In each window the `n_best` highest start and end tokens are paired;
+    a pair is skipped when either token is outside the context, end < start, the span is longer
+    than `max_answer_length` tokens, or (use_max_context, as BERT and the reference run_squad.py
+    do) the start token has more context in another window. The best pair by start + end logit
+    wins; its text is cut from the original context by character offsets. A question with no
+    valid span gets `no_answer`.
+
+    selection="context" ranks the feature's own tokens only, so batch padding never matters.
+    selection="all_positions" ranks every position of the row, padding included, as BERT's
+    run_squad and the reference code do: padded positions with high logits then push valid
+    tokens out of the n best. With rows padded to max_length and no_answer="empty" this is the
+    reference's compute_predictions_logits for SQuAD v1.1 (metrics/squad_metrics.py:371-567).
     """
+    if selection not in SELECTIONS:
+        raise ValueError(f"unknown selection '{selection}'; use one of {', '.join(SELECTIONS)}")
     if len(start_logits) != len(dataset.features) or len(end_logits) != len(dataset.features):
         raise ValueError(f"got logits for {len(start_logits)}/{len(end_logits)} features, the dataset "
                          f"has {len(dataset.features)}: pass one row per feature, in order")
@@ -263,29 +284,31 @@ def postprocess(dataset: SquadDataset, start_logits: Sequence, end_logits: Seque
     for i in range(len(dataset.features)):
         example_index = dataset.feature_example[i]
         candidate = _best_span_in_window(dataset, i, _as_numpy(start_logits[i]), _as_numpy(end_logits[i]),
-                                         n_best, max_answer_length, use_max_context)
+                                         n_best, max_answer_length, use_max_context, selection)
         if candidate is not None and (example_index not in best or candidate[0] > best[example_index][0]):
             best[example_index] = candidate
-    return {example.qid: best[index][1] if index in best else ""
+    return {example.qid: best[index][1] if index in best else no_answer
             for index, example in enumerate(dataset.examples)}
 
 
 def _best_span_in_window(dataset: SquadDataset, feature_index: int, start_logits: np.ndarray,
-                         end_logits: np.ndarray, n_best: int,
-                         max_answer_length: int, use_max_context: bool) -> tuple[float, str] | None:
+                         end_logits: np.ndarray, n_best: int, max_answer_length: int, use_max_context: bool,
+                         selection: str) -> tuple[float, str] | None:
     """Returns (score, text) of the best valid span in one window, or None when there is none."""
     offsets = dataset.offsets[feature_index]
     max_context = dataset.max_context[feature_index]
-    length = len(offsets)  # logits beyond it are batch padding
-    start_logits, end_logits = start_logits[:length], end_logits[:length]
+    length = len(offsets)  # logits beyond it are padding
+    if selection == "context":  # the reference ranks the whole padded row, dropping padding only after
+        start_logits, end_logits = start_logits[:length], end_logits[:length]  # (metrics/squad_metrics.py:417-435)
+    # ties rank the earlier position first, as the reference's stable sort does (metrics/squad_metrics.py:338)
     top_starts = np.argsort(-start_logits, kind="stable")[:n_best]
     top_ends = np.argsort(-end_logits, kind="stable")[:n_best]
     best = None
     for start in top_starts:
-        if offsets[start] is None or (use_max_context and not max_context[start]):
+        if start >= length or offsets[start] is None or (use_max_context and not max_context[start]):
             continue
         for end in top_ends:
-            if offsets[end] is None or end < start or end - start + 1 > max_answer_length:
+            if end >= length or offsets[end] is None or end < start or end - start + 1 > max_answer_length:
                 continue
             score = float(start_logits[start] + end_logits[end])
             if best is None or score > best[0]:
@@ -301,8 +324,30 @@ def _as_numpy(row) -> np.ndarray:
     return np.asarray(row, dtype=np.float64).reshape(-1)
 
 
+EVALUATIONS = ("official", "reference")  # minilth's evaluation, and the paper's reference code's
+
+
+def score_logits(dataset: SquadDataset, start_logits: Sequence, end_logits: Sequence,
+                 evaluation: str = "official") -> dict[str, float]:
+    """Returns {"exact_match", "f1"} in percent for a model's logits (one row per feature).
+
+    evaluation="official": the n best over each feature's own tokens, "" when no span is valid,
+    the official v1.1 metrics. evaluation="reference": what LT_squad.py's evaluate does
+    (LT_squad.py:551-568): the n best over all positions, so the rows must be padded to
+    max_length as the reference pads every feature (processors/squad.py:139; train.evaluate
+    does so), "empty" when no span is valid (metrics/squad_metrics.py:519-520), and
+    transformers 2.x scoring.
+    """
+    if evaluation not in EVALUATIONS:
+        raise ValueError(f"unknown SQuAD evaluation '{evaluation}'; use one of {', '.join(EVALUATIONS)}")
+    reference = evaluation == "reference"
+    predictions = postprocess(dataset, start_logits, end_logits, selection="all_positions" if reference else "context",
+                              no_answer="empty" if reference else "")
+    return squad_metrics(predictions, dataset.examples, scoring="transformers2" if reference else "official")
+
+
 # ---------------------------------------------------------------------------------------------
-# The official v1.1 metrics (evaluate-v1.1.py), rewritten
+# The metrics: the official v1.1 script (evaluate-v1.1.py), rewritten, and transformers 2.x's
 
 
 def normalize_answer(text: str) -> str:
@@ -339,17 +384,46 @@ def _f1_one(prediction: str, truth: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def squad_metrics(predictions: dict[str, str], examples: Sequence[SquadExample]) -> dict[str, float]:
-    """Returns {"exact_match", "f1"} in percent (0-100) over all examples.
+SCORINGS = ("official", "transformers2")
 
-    As in the official script, a question without a prediction counts as 0 for both.
+
+def squad_metrics(predictions: dict[str, str], examples: Sequence[SquadExample],
+                  scoring: str = "official") -> dict[str, float]:
+    """Returns {"exact_match", "f1"} in percent (0-100).
+
+    scoring="official": the official evaluate-v1.1.py, right for SQuAD v1.1. Every question
+    counts; a question without a prediction scores 0 for both.
+    scoring="transformers2": transformers 2.x `squad_evaluate`, which the paper's reference code
+    scores with (see `_transformers2_scores`). A question without a prediction is left out of
+    the denominator (metrics/squad_metrics.py:85-87, 109; there its HasAns breakdown then fails
+    on a KeyError, :121, but its predictions always answer every question).
     """
+    if scoring not in SCORINGS:
+        raise ValueError(f"unknown scoring '{scoring}'; use one of {', '.join(SCORINGS)}")
     if not examples:
         raise DataError("no SQuAD examples to score: check the dev file and max_examples")
-    em_total = f1_total = 0.0
-    for example in examples:
-        if example.qid not in predictions:
-            continue
-        em_total += exact_match(predictions[example.qid], example.answers)
-        f1_total += f1(predictions[example.qid], example.answers)
-    return {"exact_match": 100.0 * em_total / len(examples), "f1": 100.0 * f1_total / len(examples)}
+    score = _official_scores if scoring == "official" else _transformers2_scores
+    scores = [score(predictions[e.qid], e.answers) for e in examples if e.qid in predictions]  # (em, f1) each
+    denominator = len(examples) if scoring == "official" else len(scores)
+    if denominator == 0:
+        raise DataError("no prediction for any SQuAD question: check that the predictions' ids are the examples'")
+    return {"exact_match": 100.0 * sum(em for em, _ in scores) / denominator,
+            "f1": 100.0 * sum(f for _, f in scores) / denominator}
+
+
+def _official_scores(prediction: str, truths: Sequence[str]) -> tuple[float, float]:
+    """Returns (exact match, F1) of one prediction as evaluate-v1.1.py scores it."""
+    return exact_match(prediction, truths), f1(prediction, truths)
+
+
+def _transformers2_scores(prediction: str, truths: Sequence[str]) -> tuple[float, float]:
+    """Returns (exact match, F1) of one prediction as transformers 2.x's squad_evaluate scores it.
+
+    Gold answers that normalise to empty ("The", ".") are dropped, and [""] stands in when none
+    is left (metrics/squad_metrics.py:79-83); F1 is 1 when prediction and gold both normalise to
+    empty, where the official script gives 0 (compute_f1, metrics/squad_metrics.py:59-61).
+    """
+    truths = [truth for truth in truths if normalize_answer(truth)] or [""]
+    if not normalize_answer(prediction):
+        return exact_match(prediction, truths), float(truths == [""])
+    return exact_match(prediction, truths), f1(prediction, truths)

@@ -30,7 +30,7 @@ from .mlm import mask_batch, mlm_batch_stats, mlm_metrics
 from .model import BertPreTrainedModel
 from .prune import snapshot
 from .settings import SettingsError, check, flag, setting
-from .squad import postprocess, squad_metrics
+from .squad import EVALUATIONS, score_logits
 from .tasks import Task, compute_metrics
 from .weights import from_pretrained
 
@@ -54,6 +54,10 @@ class FinetuneSettings:
     precision: str = setting("fp32", "bf16 autocast works on CPUs and GPUs, fp16 (with a loss scaler) on GPUs",
                              choices=PRECISIONS)
     device: str = setting("auto", "auto (a GPU when there is one), cpu, cuda, cuda:1, ...")
+    squad_evaluation: str = setting("official", "SQuAD answers and scores: official (evaluate-v1.1.py) or reference "
+                                                "(the paper's code: the 20 best starts and ends over all max_length "
+                                                "positions, padding included; 'empty' when no span is valid; "
+                                                "transformers 2.x squad_evaluate)", choices=EVALUATIONS)
 
     def __post_init__(self):
         positive = {"epochs": self.epochs, "learning_rate": self.learning_rate, "batch_size": self.batch_size}
@@ -67,6 +71,8 @@ class FinetuneSettings:
         check(self.max_grad_norm >= 0, f"{flag('max_grad_norm')} must be 0 (off) or more, got {self.max_grad_norm}")
         check(self.precision in PRECISIONS, f"unknown precision '{self.precision}'; use one of {', '.join(PRECISIONS)}")
         parse_device(self.device)
+        check(self.squad_evaluation in EVALUATIONS,
+              f"unknown {flag('squad_evaluation')} '{self.squad_evaluation}'; use one of {', '.join(EVALUATIONS)}")
 
     def for_task(self, task: Task) -> "FinetuneSettings":
         """Returns a copy with every setting left as None filled in with the task's (the paper's) value."""
@@ -249,7 +255,8 @@ def finetune(model: BertPreTrainedModel, task: Task, train_data, eval_data=None,
                 break
         epoch += 1
         if eval_data is not None:
-            history.epochs.append(evaluate(model, task, eval_data, device=device, precision=settings.precision))
+            history.epochs.append(evaluate(model, task, eval_data, device=device, precision=settings.precision,
+                                           squad_evaluation=settings.squad_evaluation))
             bar.write(f"epoch {epoch}: " + ", ".join(f"{k} {history.epochs[-1][k]:.4f}" for k in task.metrics))
             model.train()
     bar.close()
@@ -315,12 +322,19 @@ def _prepare(batch: dict, task: Task, data, device: torch.device, masking_seed: 
 
 @torch.no_grad()
 def evaluate(model: BertPreTrainedModel, task: Task, data, *, batch_size: int = 128,
-             device: str | torch.device | None = "auto", precision: str = "fp32") -> dict[str, float]:
-    """Returns the task's metrics of the model on a dataset (e.g. {'acc': 0.66} or {'f1': 88.1, ...})."""
+             device: str | torch.device | None = "auto", precision: str = "fp32",
+             squad_evaluation: str = "official") -> dict[str, float]:
+    """Returns the task's metrics of the model on a dataset (e.g. {'acc': 0.66} or {'f1': 88.1, ...}).
+
+    `squad_evaluation` (SQuAD only): "official", or "reference" to pad every feature to the task's
+    max_length and select and score answers as the paper's code does (squad.score_logits).
+    """
     device = choose_device(device)
     model.to(device).eval()
+    # the reference pads every SQuAD feature to max_length (processors/squad.py:139 of its transformers 2.x)
+    pad_to = task.max_length if task.kind == "span" and squad_evaluation == "reference" else None
     outputs, total_loss, masked, correct = [], 0.0, 0, 0
-    for step, batch in enumerate(batches(data.features, batch_size, pad_id=_pad_id(data))):
+    for step, batch in enumerate(batches(data.features, batch_size, pad_id=_pad_id(data), pad_to=pad_to)):
         batch = _prepare(batch, task, data, device, masking_seed=step)  # fixed masks: comparable runs
         with autocast(device, precision):
             out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
@@ -334,7 +348,7 @@ def evaluate(model: BertPreTrainedModel, task: Task, data, *, batch_size: int = 
     if task.kind == "mlm":
         return mlm_metrics(total_loss, masked, correct)
     if task.kind == "span":
-        return _squad_scores(data, outputs)
+        return _squad_scores(data, outputs, squad_evaluation)
     logits = torch.cat(outputs)
     predictions = logits.squeeze(-1) if task.kind == "regression" else logits.argmax(-1)
     references = np.asarray([f["labels"] for f in data.features])
@@ -346,7 +360,7 @@ def evaluate(model: BertPreTrainedModel, task: Task, data, *, batch_size: int = 
     return metrics
 
 
-def _squad_scores(data, outputs) -> dict[str, float]:
+def _squad_scores(data, outputs, evaluation: str) -> dict[str, float]:
     start = [row for s, _ in outputs for row in s]
     end = [row for _, e in outputs for row in e]
-    return squad_metrics(postprocess(data, start, end), data.examples)
+    return score_logits(data, start, end, evaluation)

@@ -23,6 +23,17 @@ def test_collate_pads_to_the_longest_with_the_right_values_and_dtypes():
     assert batch["input_ids"].dtype == torch.long and batch["input_ids"].shape == (2, 5)
 
 
+def test_collate_pads_to_a_fixed_length_and_refuses_longer_features():
+    batch = collate([feature(3, 1), feature(5, 0)], pad_id=9, pad_to=7)
+    assert batch["input_ids"].tolist() == [[1, 2, 3, 9, 9, 9, 9], [1, 2, 3, 4, 5, 9, 9]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 0, 0]]
+    mlm = collate([feature(2, [5, -100])], pad_to=4)
+    assert mlm["labels"].tolist() == [[5, -100, -100, -100]] and mlm["token_type_ids"].tolist() == [[1, 1, 0, 0]]
+    assert [b["input_ids"].shape for b in batches([feature(2, 0), feature(3, 1)], 1, pad_to=6)] == [(1, 6)] * 2
+    with pytest.raises(MinilthError, match="more than pad_to=4"):
+        collate([feature(5, 0)], pad_to=4)
+
+
 def test_collate_regression_span_and_mlm_targets():
     scores = collate([feature(2, 4.5), feature(3, 0.25)])
     assert scores["labels"].dtype == torch.float32 and scores["labels"].tolist() == [4.5, 0.25]

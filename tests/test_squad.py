@@ -1,4 +1,5 @@
 """SQuAD v1.1: reading, windows over unicode contexts, training targets, post-processing, EM/F1."""
+import dataclasses
 import json
 from pathlib import Path
 
@@ -6,9 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from minilth.data import collate
 from minilth.errors import DataError
-from minilth.squad import (exact_match, f1, load_squad, normalize_answer, postprocess, read_squad,
-                           squad_metrics, window_spans)
+from minilth.settings import SettingsError
+from minilth.squad import (SquadExample, exact_match, f1, load_squad, normalize_answer, postprocess, read_squad,
+                           score_logits, squad_metrics, window_spans)
+from minilth.tasks import get_task
+from minilth.train import FinetuneSettings, evaluate, finetune, model_for_task
 
 FIXTURE = Path(__file__).parent / "fixtures" / "squad_tiny.json"
 MAX_LENGTH, DOC_STRIDE, MAX_QUERY = 48, 16, 16  # small, so each 110-token context needs 6 windows
@@ -196,14 +201,21 @@ def test_postprocess_takes_padded_tensors(eval_set):
     assert squad_metrics(predictions, eval_set.examples)["exact_match"] == 100.0
 
 
-def test_postprocess_skips_invalid_spans(eval_set):
-    # q12's context fits one window: "ang ##strom units measure 10 ##⁻ ##¹ ##⁰ metres ."
+def q12_logits(eval_set, padding: float):
+    """Zero logits, rows padded to MAX_LENGTH with `padding`; the index of q12's feature and its context tokens."""
     index = next(i for i, e in enumerate(eval_set.examples) if e.qid == "q12")
     feature = eval_set.feature_example.index(index)
-    offsets, context = eval_set.offsets[feature], eval_set.examples[index].context
-    tokens = [t for t, o in enumerate(offsets) if o is not None]  # context token positions
-    starts = [np.zeros(len(o)) for o in eval_set.offsets]
-    ends = [np.zeros(len(o)) for o in eval_set.offsets]
+    tokens = [t for t, o in enumerate(eval_set.offsets[feature]) if o is not None]
+    starts, ends = np.zeros((2, len(eval_set.features), MAX_LENGTH))  # (N, T) each
+    for row, offsets in enumerate(eval_set.offsets):
+        starts[row, len(offsets):] = ends[row, len(offsets):] = padding
+    return starts, ends, feature, tokens
+
+
+def test_postprocess_skips_invalid_spans(eval_set):
+    # q12's context fits one window: "ang ##strom units measure 10 ##⁻ ##¹ ##⁰ metres ."
+    starts, ends, feature, tokens = q12_logits(eval_set, padding=0.0)
+    context = eval_set.examples[eval_set.feature_example[feature]].context
     s, e = starts[feature], ends[feature]
     s[0] = e[0] = 100.0  # [CLS] and the question are not context: never an answer
     s[1] = e[1] = 90.0
@@ -217,6 +229,47 @@ def test_postprocess_skips_invalid_spans(eval_set):
     s[tokens[-2]] = 1.0  # "metres ."
     assert postprocess(eval_set, starts, ends, max_answer_length=10)["q12"] == context
     assert postprocess(eval_set, starts, ends, max_answer_length=9)["q12"] == "metres."
+
+
+@pytest.mark.parametrize("first_padded, reference_answer", [(100.0, "measure 10"), (-100.0, "Ångström units")])
+def test_selection_over_all_positions_lets_padding_push_tokens_out(eval_set, first_padded, reference_answer):
+    # q12: "ang ##strom units measure 10 ##⁻ ##¹ ##⁰ metres ."; n_best 2, one padded start outranking the context
+    starts, ends, feature, tokens = q12_logits(eval_set, padding=-100.0)
+    starts[feature, len(eval_set.offsets[feature])] = first_padded
+    starts[feature, tokens[3]], starts[feature, tokens[0]] = 5.0, 4.0  # "measure", then "Ångström"
+    ends[feature, tokens[2]], ends[feature, tokens[4]] = 5.0, 1.0  # "units" (before "measure"), then "10"
+    # the feature's own tokens: the 2 best starts pair into "Ångström units" (4 + 5)
+    assert postprocess(eval_set, starts, ends, n_best=2)["q12"] == "Ångström units"
+    # all positions: the padded start takes a place, "Ångström" drops out, "measure 10" (5 + 1) is left;
+    # with a very low padding logit the two selections agree
+    assert postprocess(eval_set, starts, ends, n_best=2, selection="all_positions")["q12"] == reference_answer
+    context = postprocess(eval_set, starts, ends)
+    assert postprocess(eval_set, starts, ends, selection="all_positions") == context  # 20 best: room for both
+
+
+def test_no_valid_span_is_empty_text_or_the_reference_word_empty(eval_set):
+    starts, ends, feature, tokens = q12_logits(eval_set, padding=100.0)  # 28 padded positions: more than 20
+    starts[:, 1], ends[:, 1] = 50.0, 50.0  # the question's first token: never an answer
+    starts[feature, tokens[0]], ends[feature, tokens[1]] = 5.0, 5.0
+    context = postprocess(eval_set, starts, ends)
+    assert context["q12"] == "Ångström"  # the padding is ignored
+    reference = postprocess(eval_set, starts, ends, selection="all_positions", no_answer="empty")
+    assert reference["q12"] == "empty"  # the 20 best are all padding
+    # with only the question in the n best, there is no valid span either way
+    assert postprocess(eval_set, starts, ends, n_best=1)["q12"] == ""
+    assert postprocess(eval_set, starts, ends, n_best=1, no_answer="empty")["q12"] == "empty"
+
+
+def test_postprocess_and_scoring_reject_unknown_modes(eval_set):
+    starts, ends = gold_logits(eval_set)
+    with pytest.raises(ValueError, match="all_positions"):
+        postprocess(eval_set, starts, ends, selection="padding")
+    with pytest.raises(ValueError, match="transformers2"):
+        squad_metrics({}, eval_set.examples, scoring="transformers")
+    with pytest.raises(ValueError, match="reference"):
+        score_logits(eval_set, starts, ends, evaluation="paper")
+    with pytest.raises(SettingsError, match="--squad-evaluation"):
+        FinetuneSettings(squad_evaluation="paper")
 
 
 def test_postprocess_wants_one_row_per_feature(eval_set):
@@ -262,11 +315,55 @@ def test_squad_metrics_in_percent_missing_predictions_count_zero():
     assert metrics["f1"] == pytest.approx(100 * (1 + 2 / 3) / 4)  # 41.67
 
 
+def test_transformers2_scoring_drops_empty_golds_and_unanswered_questions():
+    def question(qid, *answers):
+        return SquadExample(qid, "?", " ".join(answers), list(answers), [0] * len(answers))
+
+    examples = [question("only_the", "The"), question("the_or_cat", "The", "cat"), question("dog", "a dog"),
+                question("missing", "x")]
+    predictions = {"only_the": "", "the_or_cat": "", "dog": "the dog"}
+    # official: "" matches "The" exactly (both normalise to "") but has F1 0; "missing" counts 0 of 4
+    assert squad_metrics(predictions, examples) == {"exact_match": 75.0, "f1": 25.0}
+    # transformers 2.x: "The" is dropped (only_the: gold [""], so EM 1 and F1 1 for empty vs empty;
+    # the_or_cat: gold ["cat"], so 0 and 0), and "missing" is left out: over 3 questions
+    scores = squad_metrics(predictions, examples, scoring="transformers2")
+    assert scores == pytest.approx({"exact_match": 200 / 3, "f1": 200 / 3})
+    # the reference's "empty" is an ordinary wrong answer, even against an empty gold
+    assert squad_metrics({"only_the": "empty"}, examples, scoring="transformers2") == {"exact_match": 0.0, "f1": 0.0}
+    with pytest.raises(DataError, match="no prediction"):
+        squad_metrics({}, examples, scoring="transformers2")
+
+
 def test_features_collate_into_batches(train_set, eval_set):
-    from minilth.data import collate
     batch = collate(train_set.features[:8])
     assert batch["input_ids"].shape == (8, MAX_LENGTH) and batch["start_positions"].shape == (8,)
     assert batch["start_positions"].tolist() == [f["start_positions"] for f in train_set.features[:8]]
     batch = collate(eval_set.features[-3:])  # q11's last window is shorter: padded
     assert batch["attention_mask"].sum(1).tolist() == [len(f["input_ids"]) for f in eval_set.features[-3:]]
     assert batch["example_index"].tolist() == [10, 10, 11]
+
+
+# --- evaluation end to end: minilth's and the reference code's ----------------------------------
+
+def test_evaluate_pads_to_max_length_and_scores_as_the_reference(tiny_checkpoint, train_set, eval_set):
+    task = dataclasses.replace(get_task("squad"), max_length=MAX_LENGTH)
+    model = model_for_task(tiny_checkpoint, task, seed=0)
+    widths = []  # the sequence length of every evaluation forward
+    model.qa_outputs.register_forward_hook(lambda m, i, out: widths.append(out.shape[1]) if not m.training else None)
+    history = finetune(model, task, train_set, eval_set, epochs=1, batch_size=16, squad_evaluation="reference",
+                       progress=False, device="cpu")
+    assert widths == [MAX_LENGTH]  # one batch of all 67 features, padded to max_length
+    widths.clear()
+    official = evaluate(model, task, eval_set, batch_size=1, device="cpu")
+    assert widths == [len(f["input_ids"]) for f in eval_set.features] and min(widths) < MAX_LENGTH  # no padding
+    widths.clear()
+    reference = evaluate(model, task, eval_set, batch_size=1, device="cpu", squad_evaluation="reference")
+    assert set(widths) == {MAX_LENGTH} and reference == pytest.approx(history.final)
+
+    # the same numbers by hand: the model on all features padded to max_length, then each evaluation
+    model.eval()
+    with torch.no_grad():
+        batch = collate(eval_set.features, pad_to=MAX_LENGTH)
+        out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])  # (N, T) logits
+    assert reference == pytest.approx(score_logits(eval_set, out.start_logits, out.end_logits, "reference"))
+    assert official == pytest.approx(score_logits(eval_set, out.start_logits, out.end_logits, "official"))
