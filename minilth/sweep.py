@@ -19,9 +19,12 @@ Shard i of n takes jobs i, i+n, i+2n, ... of that list: shares differ by at most
 IMP jobs, which come first, are spread over the shards. A job depends on another only through
 files: a control or a transfer needs its IMP run's round at its sparsity to be finished (that
 round's metrics.json). A shard runs its IMP jobs first, then every other job whose inputs exist,
-and skips the rest, naming the job each waits for; run the shard again once those are done. Every
-job resumes (find_ticket and the controls from their last finished step; a transfer cell is
-written whole when done), so running a shard again redoes nothing that is finished.
+and skips the rest, naming the job each waits for; run the shard again once those are done. As
+IMP jobs need nothing and the others need only IMP jobs, two passes of every shard always do the
+whole grid. Every job resumes (find_ticket and the controls from their last finished step; a
+transfer cell is written whole when done), so running a shard again redoes nothing that is finished.
+In a SLURM array, `--shard slurm` reads the share from the array task's variables; under torchrun
+the ranks of one shard run each of its jobs together.
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import files
+from . import distributed, files
 from .controls import (CONTROLS, DEFAULT_CONTROLS, controls_folder, result_path, round_at, run_one_control,
                        table2_results, write_table2)
 from .errors import MinilthError, run_cli
@@ -373,7 +376,8 @@ class Runner:
         """Returns the task's (train, eval) datasets, as every job of the sweep reads them."""
         if self._data is None or self._data[0] != task:
             self._data = None  # free the previous task's data first
-            self._data = task, load_task_data(self.sweep.config_for(task), get_task(task), self.progress)
+            with distributed.rank_0_first():  # under torchrun: a download happens once
+                self._data = task, load_task_data(self.sweep.config_for(task), get_task(task), self.progress)
         return self._data[1]
 
     def run_control(self, job: Job) -> dict:
@@ -416,7 +420,8 @@ def run_shard(sweep: Sweep, index: int = 1, count: int = 1, progress: bool = Tru
     runner, counts = Runner(sweep, progress, echo), Counter()
     echo(f"shard {index}/{count} of {sweep.folder}: {len(share)} of {len(sweep.jobs())} jobs")
     for number, job in enumerate(share, 1):
-        state = sweep.state(job)
+        # Under torchrun every rank must take the same turn, also when another shard finishes a round meanwhile.
+        state = distributed.on_rank_0(sweep.state, job)
         if state != "ready":
             counts[state] += 1
             if state == "waiting":
@@ -610,6 +615,7 @@ def run_command(args) -> int:
     index, count = parse_shard(args.shard)
     placement = {name: getattr(args, name) for name in Experiment.PLACEMENT if hasattr(args, name)}
     sweep = load_sweep(args.output or "runs/sweep", **placement)
+    distributed.start(sweep.config.device)  # under torchrun: the ranks run every job of the share together
     run_shard(sweep, index, count, progress=not args.quiet)
     return 0
 
