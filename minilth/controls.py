@@ -212,7 +212,7 @@ def run_controls(imp_run: TicketRun | str | Path, sparsity: float | None = None,
     imp = round_at(run, sparsity)
     seeds = list(seeds or run.config.seeds)
     folder = controls_folder(output_dir or run.folder / "controls", imp.sparsity)
-    todo = [(c, s) for c in controls for s in seeds if not _result_path(folder, c, s).exists()]
+    todo = [(c, s) for c in controls for s in seeds if not result_path(folder, c, s).exists()]
     if echo:
         echo(f"controls for {run.task.display_name} at {100 * imp.sparsity:g}% sparsity (IMP round {imp.index}): "
              f"{len(todo)} of {len(controls) * len(seeds)} runs to do; results in {folder}")
@@ -226,7 +226,7 @@ def run_controls(imp_run: TicketRun | str | Path, sparsity: float | None = None,
 def run_one_control(run: TicketRun, imp_mask: Mask, control: str, seed: int, folder: Path,
                     progress: bool = True) -> dict:
     """Returns the stored result of one (control, seed), running and writing it first if it is not there."""
-    path = _result_path(folder, control, seed)
+    path = result_path(folder, control, seed)
     if path.exists():
         return json.loads(path.read_text())
     started = time.perf_counter()
@@ -252,10 +252,9 @@ def run_one_control(run: TicketRun, imp_mask: Mask, control: str, seed: int, fol
     return result
 
 
-def _result_path(folder: Path, control: str, seed: int) -> Path:
-    path = folder / control / f"seed_{seed}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+def result_path(folder: Path, control: str, seed: int) -> Path:
+    """Returns where run_one_control writes a (control, seed) result: <folder>/<control>/seed_<k>.json."""
+    return folder / control / f"seed_{seed}.json"  # the folder is made by the first write into it
 
 
 def table2_results(run: TicketRun, imp: Round, controls: dict[str, list[dict]]) -> dict[str, list[dict]]:

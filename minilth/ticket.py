@@ -294,8 +294,17 @@ def claim_output_dir(output_dir: str | Path, config: TicketConfig) -> Path:
     """Returns the folder after writing config.json into it; a folder that holds finished rounds must hold the
     same config (the data folder and device may change), one without any belongs to nobody."""
     folder = Path(output_dir)
+    check_same_config(folder, config)
+    files.write_text(folder / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    return folder
+
+
+def check_same_config(output_dir: str | Path, config: TicketConfig) -> None:
+    """Raises MinilthError when the folder holds finished rounds of a run whose config differs from `config` in
+    anything but its placement (data folder, device); a folder without finished rounds passes."""
+    folder = Path(output_dir)
     path = folder / "config.json"
-    if path.exists() and (folder / "rounds" / "round_00" / "metrics.json").exists():
+    if path.exists() and (round_dir(folder, 0) / "metrics.json").exists():
         stored = from_dict(TicketConfig, _read_json(path, f"delete {path} and rerun the command that started this "
                                                           f"run; its finished rounds are kept"), str(path))
         changed = [f.name for f in dataclasses.fields(TicketConfig)
@@ -303,8 +312,6 @@ def claim_output_dir(output_dir: str | Path, config: TicketConfig) -> Path:
         if changed:
             raise MinilthError(f"{folder} holds a run with a different config ({', '.join(changed)} differ); "
                                f"use another --output folder or the same settings to resume it")
-    files.write_text(path, json.dumps(config.to_dict(), indent=2) + "\n")
-    return folder
 
 
 def round_dir(folder: Path, index: int) -> Path:
