@@ -38,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     what = parser.add_argument_group("what to run")
     what.add_argument("--task", required=True, help=f"one of: {', '.join(TASKS)}")
     what.add_argument("--model", default="bert-base-uncased", help="checkpoint name or folder")
-    what.add_argument("--data-dir", default="data/glue",
-                      help="folder holding the task's folder (e.g. data/glue/RTE for --task rte)")
+    what.add_argument("--data-dir", default=None,
+                      help="folder holding the task's folder (e.g. data/glue for data/glue/RTE); default: "
+                           "$MINILTH_DATA_DIR, else data/glue; missing task files are downloaded there")
     what.add_argument("--output", default=None, help="output folder; runs/<task> when not given")
     imp = parser.add_argument_group("pruning")
     imp.add_argument("--target-sparsity", type=float, default=0.9, help="last round's sparsity, in [0, 1)")

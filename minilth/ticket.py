@@ -32,7 +32,8 @@ from . import files
 from .errors import MinilthError
 from .prune import Mask, is_head, magnitude_prune, pooler_magnitude_ratio, prunable_names, rewind, sparsity_schedule
 from .report import describe, new_figure, save_figure
-from .tasks import Task, get_task, load_dataset
+from .datasets import load_dataset
+from .tasks import Task, get_task
 from .train import choose_device, finetune, model_for_task
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class TicketConfig:
 
     task: str
     model: str = "bert-base-uncased"  # a checkpoint name or folder
-    data_dir: str = "data/glue"  # the folder that holds the task's folder
+    data_dir: str | None = None  # the folder holding the task folders; None: $MINILTH_DATA_DIR, else data/glue
     target_sparsity: float = 0.9  # the last round's sparsity over the prunable weights
     schedule: str = "original"  # "original": 10% of the original weights per round; "remaining": 10% of the rest
     rate: float = 0.1  # fraction pruned per round

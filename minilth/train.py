@@ -21,10 +21,11 @@ from tqdm.auto import tqdm
 
 from .data import batches, num_batches
 from .errors import MinilthError
+from .metrics import glue_metrics
 from .mlm import mask_batch, mlm_batch_stats, mlm_metrics
 from .model import BertPreTrainedModel
 from .squad import postprocess, squad_metrics
-from .tasks import Task, compute_metrics
+from .tasks import Task
 from .weights import from_pretrained
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -241,7 +242,7 @@ def evaluate(model: BertPreTrainedModel, task: Task, data, *, batch_size: int = 
     logits = torch.cat(outputs)
     predictions = logits.squeeze(-1) if task.kind == "regression" else logits.argmax(-1)
     references = [f["labels"] for f in data.features]
-    return compute_metrics(task, predictions.numpy(), np.asarray(references))
+    return glue_metrics(task, predictions.numpy(), np.asarray(references))
 
 
 def _squad_scores(data, outputs) -> dict[str, float]:

@@ -297,8 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", default="runs/transfer", help="output folder (default: %(default)s)")
     parser.add_argument("--model", default="bert-base-uncased",
                         help="the checkpoint the masks were found on (default: %(default)s)")
-    parser.add_argument("--data-dir", default="data/glue",
-                        help="folder holding the task folders (default: %(default)s)")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder holding the task folders (default: $MINILTH_DATA_DIR, else data/glue)")
     add_finetuning_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
