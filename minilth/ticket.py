@@ -29,10 +29,10 @@ from pathlib import Path
 import torch
 
 from . import files
+from .datasets import load_dataset
 from .errors import MinilthError
 from .prune import Mask, is_head, magnitude_prune, pooler_magnitude_ratio, prunable_names, rewind, sparsity_schedule
 from .report import describe, new_figure, save_figure
-from .datasets import load_dataset
 from .tasks import Task, get_task
 from .train import choose_device, finetune, model_for_task
 
