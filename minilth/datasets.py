@@ -12,6 +12,7 @@ download=False, a missing file is a one-line DataError naming the command that f
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 from . import data_sources
@@ -61,7 +62,7 @@ def _candidate_paths(task: Task, data_dir: Path, split: str) -> list[Path]:
 
 def download_command(task: Task | str, data_dir: str | Path | None = None) -> str:
     """Returns the shell command that downloads the task's files to where task_file looks for them."""
-    return f"{get_task(task).data_script} --data-dir {resolve_data_dir(data_dir)}"
+    return f"{get_task(task).data_script} --data-dir {shlex.quote(str(resolve_data_dir(data_dir)))}"
 
 
 def download_task(task: Task | str, data_dir: str | Path | None = None) -> Path:

@@ -57,20 +57,20 @@ def test_squad_and_wikitext_download_beside_the_glue_folder(tmp_path, monkeypatc
                                               ("squad", "dev", "squad/dev-v1.1.json"),
                                               ("mlm", "train", "wikitext-103-raw/wiki.train.raw")])
 def test_offline_a_missing_task_names_the_command_that_fetches_it(task, split, where, tmp_path, monkeypatch):
-    glue = tmp_path / "data" / "glue"
+    glue = tmp_path / "my data" / "glue"  # a space: the command quotes the folder
     with pytest.raises(DataError) as error:
         task_file(task, glue, split)
     message = str(error.value)
-    assert "\n" not in message and "MINILTH_OFFLINE=1" in message and str(tmp_path / "data" / where) in message
+    assert "\n" not in message and "MINILTH_OFFLINE=1" in message and str(tmp_path / "my data" / where) in message
     command = message.split("`")[1]
-    assert command == download_command(task, glue) and command.endswith(f"--data-dir {glue}")
+    assert command == download_command(task, glue) and command.endswith(f"--data-dir '{glue}'")
 
     python, script, *argv = shlex.split(command)  # the command does what the message says
     assert python == "python" and script.startswith("data_scripts/")
     with serve_data_mirror(monkeypatch, tmp_path):
         assert load_script(Path(script).stem).main(argv) == 0
     monkeypatch.setenv("MINILTH_OFFLINE", "1")
-    assert task_file(task, glue, split) == tmp_path / "data" / where
+    assert task_file(task, glue, split) == tmp_path / "my data" / where
 
 
 def test_no_download_when_told_not_to_or_when_the_task_folder_is_there(glue_dir, tmp_path, monkeypatch):
