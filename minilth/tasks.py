@@ -1,9 +1,9 @@
 """One table of every task in the paper: where its files are, how to read them, how to score it,
-and the hyper-parameters the paper fine-tunes it with.
+and the hyper-parameters the paper fine-tunes it with. Pure data: reading the files is
+datasets.py's job (load_dataset), scoring metrics.py's (glue_metrics).
 
     task = get_task("sst-2")                      # case and dashes do not matter
-    train = load_dataset(task, "data/glue", "train", tokenizer)
-    compute_metrics(task, predictions, references)  # {'acc': 0.91}
+    task.folder, task.splits["dev"], task.metrics  # 'SST-2', 'dev.tsv', ('acc',)
 
 Hyper-parameters are those of the paper and its reference code (VITA-Group/BERT-Tickets);
 where minilth departs from them, or the source is uncertain, the comment says so.
@@ -11,10 +11,9 @@ where minilth departs from them, or the source is uncertain, the comment says so
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
-from .errors import DataError, MinilthError
+from .errors import MinilthError
 
 
 class UnknownTaskError(MinilthError, ValueError):
@@ -138,57 +137,3 @@ def get_task(name: str | Task) -> Task:
     if key not in TASKS:
         raise UnknownTaskError(f"unknown task '{name}'; known tasks: {', '.join(TASKS)}")
     return TASKS[key]
-
-
-def task_file(task: Task | str, data_dir: str | Path, split: str) -> Path:
-    """Returns the path of a split's file: data_dir/<folder>/<file>, or a DataError saying how to get it.
-
-    data_dir is the folder holding the task folders (e.g. data/glue). SQuAD and WikiText are also
-    looked for next to it (data/squad beside data/glue), where their download scripts put them.
-    """
-    task = get_task(task)
-    if split not in task.splits:
-        raise DataError(f"{task.display_name} has no split '{split}'; its splits: {', '.join(task.splits)}")
-    data_dir = Path(data_dir)
-    path = data_dir / task.folder / task.splits[split]
-    if path.is_file():
-        return path
-    beside = data_dir.parent / task.folder / task.splits[split]
-    if task.kind in ("span", "mlm") and beside.is_file():
-        return beside
-    raise DataError(f"{path} not found: download {task.display_name} with `{task.data_script}` "
-                    f"(it writes data/{_subdir(task)}/) and pass the folder holding {task.folder}/ as the data dir")
-
-
-def _subdir(task: Task) -> str:
-    return f"glue/{task.folder}" if task.kind in ("classification", "regression") else task.folder
-
-
-def load_dataset(task: Task | str, data_dir: str | Path, split: str, tokenizer, max_examples: int | None = None,
-                 progress: bool = True):
-    """Returns the split as a Dataset with `.examples` and `.features` (the first max_examples, if given).
-
-    GLUE tasks are read by glue.load_glue, SQuAD by squad.load_squad (training windows for
-    "train", evaluation windows otherwise), MLM text by mlm.load_mlm, each with the task's lengths.
-    """
-    task = get_task(task)
-    path = task_file(task, data_dir, split)
-    if task.kind in ("classification", "regression"):
-        from .glue import load_glue
-        return load_glue(task, path, tokenizer, split=split, max_examples=max_examples, progress=progress)
-    if task.kind == "span":
-        from .squad import load_squad  # late: squad.py is optional until a SQuAD run
-        return load_squad(path, tokenizer, max_length=task.max_length, doc_stride=task.doc_stride,
-                          max_query_length=task.max_query_length, max_examples=max_examples,
-                          training=(split == "train"), progress=progress)
-    from .mlm import load_mlm
-    return load_mlm(path, tokenizer, max_length=task.max_length, max_examples=max_examples, progress=progress)
-
-
-def compute_metrics(task: Task | str, predictions, references) -> dict[str, float]:
-    """Returns the task's metrics as fractions, e.g. {'acc': 0.85, 'f1': 0.89} for MRPC.
-
-    Only for GLUE tasks: SQuAD and MLM are scored in squad.py and mlm.py.
-    """
-    from .metrics import glue_metrics
-    return glue_metrics(get_task(task), predictions, references)

@@ -34,12 +34,13 @@ from pathlib import Path
 import torch
 
 from . import distributed, files
+from .datasets import load_dataset
 from .errors import MinilthError
 from .prune import (Mask, is_head, magnitude_prune, pooler_magnitude_ratio, prunable_names, rewind, snapshot,
                     sparsity_schedule)
 from .report import describe, new_figure, render_table, save_figure, write_csv
 from .settings import check, flag, from_dict, setting, to_dict
-from .tasks import TASKS, Task, get_task, load_dataset
+from .tasks import TASKS, Task, get_task
 from .train import FinetuneSettings, History, choose_device, finetune, model_for_task, training_steps
 from .weights import load_tokenizer
 
@@ -57,7 +58,8 @@ class Experiment(FinetuneSettings):
     model: str = setting("bert-base-uncased", "a checkpoint name (bert-base-uncased, all-MiniLM-L6-v2, ...) "
                                               "or folder")
     data_dir: str | None = setting(None, "the folder holding the task folders, e.g. data/glue for data/glue/RTE "
-                                         "(default: $MINILTH_DATA_DIR, else data/glue)")
+                                         "(default: $MINILTH_DATA_DIR, else data/glue); missing task files "
+                                         "are downloaded there")
     seeds: list[int] = setting([0], "one fine-tuning per seed (head initialisation, dropout, data order)")
     max_train_examples: int | None = setting(None, "use only the first N training examples")
     max_eval_examples: int | None = setting(None, "evaluate on the first N examples only")

@@ -25,13 +25,13 @@ from tqdm.auto import tqdm
 from . import distributed
 from .data import IGNORE_INDEX, batches, num_batches
 from .errors import MinilthError
-from .metrics import chance_level, sampling_error
+from .metrics import chance_level, glue_metrics, sampling_error
 from .mlm import mask_batch, mlm_batch_stats, mlm_metrics
 from .model import BertPreTrainedModel
 from .prune import snapshot
 from .settings import SettingsError, check, flag, setting
 from .squad import EVALUATIONS, score_logits
-from .tasks import Task, compute_metrics
+from .tasks import Task
 from .weights import from_pretrained
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -352,7 +352,7 @@ def evaluate(model: BertPreTrainedModel, task: Task, data, *, batch_size: int = 
     logits = torch.cat(outputs)
     predictions = logits.squeeze(-1) if task.kind == "regression" else logits.argmax(-1)
     references = np.asarray([f["labels"] for f in data.features])
-    metrics = compute_metrics(task, predictions.numpy(), references)
+    metrics = glue_metrics(task, predictions.numpy(), references)
     # What the ticket's verdict needs to see past noise with one seed (ticket.summarize).
     metric = task.ticket_metric
     metrics[f"{metric}_se"] = sampling_error(metric, predictions.numpy(), references)

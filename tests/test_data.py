@@ -5,7 +5,7 @@ import torch
 
 from minilth.data import batch_indices, batches, collate, num_batches
 from minilth.errors import MinilthError
-from minilth.tasks import get_task, load_dataset
+from minilth.datasets import load_dataset
 
 
 def feature(length, label, **extra):
@@ -75,9 +75,8 @@ def test_shuffle_is_reproducible_by_seed_and_leaves_the_global_rng_alone():
     assert sorted(sum(first, [])) == list(range(100)) and sum(first, []) != list(range(100))
 
 
-@pytest.fixture(scope="module")
-def rte_features(glue_dir, minilm_tokenizer):
-    return load_dataset(get_task("rte"), glue_dir, "train", minilm_tokenizer).features
+def rte_features(data_dir, tokenizer):
+    return load_dataset("rte", data_dir, "train", tokenizer).features
 
 
 def padded_tokens(features, groups):
@@ -85,19 +84,34 @@ def padded_tokens(features, groups):
     return sum(int(len(g) * lengths[g].max()) for g in groups)
 
 
-def test_group_by_length_reduces_padding_and_covers_every_feature_once(rte_features):
-    lengths = [len(f["input_ids"]) for f in rte_features]
-    shuffled = batch_indices(lengths, 32, shuffle=True, seed=0)
-    grouped = batch_indices(lengths, 32, shuffle=True, seed=0, group_by_length=True)
-    assert sorted(np.concatenate(grouped).tolist()) == list(range(len(rte_features))) == list(range(2490))
-    assert len(grouped) == num_batches(2490, 32) == 78
-    assert padded_tokens(rte_features, grouped) < 0.8 * padded_tokens(rte_features, shuffled)
+def check_group_by_length(features, batch_size):
+    """Grouped batches cover every feature once, longest first, reproducibly, with less padding than shuffled ones."""
+    lengths = [len(f["input_ids"]) for f in features]
+    shuffled = batch_indices(lengths, batch_size, shuffle=True, seed=0)
+    grouped = batch_indices(lengths, batch_size, shuffle=True, seed=0, group_by_length=True)
+    assert sorted(np.concatenate(grouped).tolist()) == list(range(len(features)))
+    assert len(grouped) == num_batches(len(features), batch_size)
+    assert padded_tokens(features, grouped) < 0.8 * padded_tokens(features, shuffled)
     assert max(lengths[i] for i in grouped[0]) == max(lengths)  # longest batch first
-    assert [g.tolist() for g in grouped] == [g.tolist() for g in batch_indices(lengths, 32, seed=0, group_by_length=True)]
-    assert [g.tolist() for g in grouped] != [g.tolist() for g in batch_indices(lengths, 32, seed=1, group_by_length=True)]
-    dropped = batch_indices(lengths, 32, seed=0, group_by_length=True, drop_last=True)
-    assert len(dropped) == 77 and all(len(g) == 32 for g in dropped)
-    batch = next(batches(rte_features, 32, seed=0, group_by_length=True, pad_id=0))
-    assert batch["input_ids"].shape == (32, max(lengths))
+    again = batch_indices(lengths, batch_size, seed=0, group_by_length=True)
+    other_seed = batch_indices(lengths, batch_size, seed=1, group_by_length=True)
+    assert [g.tolist() for g in grouped] == [g.tolist() for g in again]
+    assert [g.tolist() for g in grouped] != [g.tolist() for g in other_seed]
+    dropped = batch_indices(lengths, batch_size, seed=0, group_by_length=True, drop_last=True)
+    assert len(dropped) == len(features) // batch_size and all(len(g) == batch_size for g in dropped)
+    batch = next(batches(features, batch_size, seed=0, group_by_length=True, pad_id=0))
+    assert batch["input_ids"].shape == (batch_size, max(lengths))
     assert int(batch["attention_mask"].sum()) == sum(lengths[i] for i in grouped[0])  # real tokens only
-    assert int((batch["input_ids"] == 0).sum()) == 32 * max(lengths) - sum(lengths[i] for i in grouped[0])
+    assert int((batch["input_ids"] == 0).sum()) == batch_size * max(lengths) - sum(lengths[i] for i in grouped[0])
+
+
+def test_group_by_length_reduces_padding_on_the_rte_sample(glue_dir, minilm_tokenizer):
+    features = rte_features(glue_dir, minilm_tokenizer)
+    assert len(features) == 40
+    check_group_by_length(features, 8)
+
+
+def test_group_by_length_reduces_padding_on_all_of_rte(full_glue_dir, minilm_tokenizer):
+    features = rte_features(full_glue_dir, minilm_tokenizer)
+    assert len(features) == 2490 and num_batches(2490, 32) == 78
+    check_group_by_length(features, 32)

@@ -1,16 +1,10 @@
 """The data_scripts against a local mirror serving tiny archives in the real layouts."""
-import hashlib
-import importlib.util
-import io
-import zipfile
-from pathlib import Path
-
 import pytest
 
+from data_mirror import digests, load_script, zip_bytes
 from http_server import serve
+from minilth import data_sources
 from minilth import download as dl
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "data_scripts"
 
 MSR_HEADER = "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
 MSR_TRAIN = MSR_HEADER + (
@@ -26,26 +20,6 @@ MSR_TEST = MSR_HEADER + (
 DEV_IDS = "1355540\t1355592\n2029631\t2029565\n"
 
 
-def load_script(name: str):
-    """Import data_scripts/<name>.py as a fresh module, the way `python data_scripts/<name>.py` runs it."""
-    spec = importlib.util.spec_from_file_location(f"data_script_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def zip_bytes(members: dict[str, str]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, text in members.items():
-            zf.writestr(name, text)
-    return buffer.getvalue()
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MINILTH_CACHE", str(tmp_path / "cache"))
@@ -53,9 +27,9 @@ def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(dl, "RETRY_WAIT_S", 0.0)
 
 
-def serve_with_digests(module, monkeypatch, files: dict[str, bytes]):
-    """Serve `files` at the mirror's root, with the script's sha256 table set to their digests."""
-    monkeypatch.setattr(module, "SHA256", {name: sha(data) for name, data in files.items()})
+def serve_with_digests(monkeypatch, files: dict[str, bytes]):
+    """Serve `files` at the mirror's root, with minilth's sha256 table set to their digests."""
+    monkeypatch.setattr(data_sources, "SHA256", digests(files))
     return serve({f"/{name}": data for name, data in files.items()})
 
 
@@ -78,7 +52,7 @@ GLUE_FILES = {
 def test_glue_official_layout_and_second_run_makes_no_request(tmp_path, monkeypatch, capsys):
     glue = load_script("download_glue")
     out = tmp_path / "data"
-    with serve_with_digests(glue, monkeypatch, GLUE_FILES) as server:
+    with serve_with_digests(monkeypatch, GLUE_FILES) as server:
         argv = ["--tasks", "rte,CoLA", "qqp", "mrpc", "--out", str(out), "--base-url", server.base_url]
         assert glue.main(argv) == 0
         requests_after_first_run = server.total_requests
@@ -98,7 +72,7 @@ def test_glue_official_layout_and_second_run_makes_no_request(tmp_path, monkeypa
 
 def test_mrpc_split_matches_the_official_script(tmp_path, monkeypatch):
     glue = load_script("download_glue")
-    with serve_with_digests(glue, monkeypatch, GLUE_FILES) as server:
+    with serve_with_digests(monkeypatch, GLUE_FILES) as server:
         assert glue.main(["--tasks", "MRPC", "--out", str(tmp_path), "--base-url", server.base_url]) == 0
     mrpc = tmp_path / "glue" / "MRPC"
     train_lines = MSR_TRAIN.splitlines(keepends=True)
@@ -117,7 +91,7 @@ def test_glue_zip_slip_is_refused(tmp_path, monkeypatch, capsys):
     glue = load_script("download_glue")
     evil = {"RTE.zip": zip_bytes({"RTE/train.tsv": "ok\n", "RTE/../../../evil.txt": "owned\n"})}
     out = tmp_path / "data"
-    with serve_with_digests(glue, monkeypatch, evil) as server:
+    with serve_with_digests(monkeypatch, evil) as server:
         assert glue.main(["--tasks", "RTE", "--out", str(out), "--base-url", server.base_url]) == 2
     message = capsys.readouterr().err
     assert message.count("\n") == 1 and "refusing" in message and "evil.txt" in message
@@ -130,7 +104,7 @@ def test_glue_checksum_mismatch_and_unknown_task_are_one_line_errors(tmp_path, m
     with serve({"/RTE.zip": GLUE_FILES["RTE.zip"]}) as server:  # the official digest cannot match
         assert glue.main(["--tasks", "RTE", "--out", str(tmp_path), "--base-url", server.base_url]) == 2
     message = capsys.readouterr().err
-    assert message.count("\n") == 1 and "sha256 mismatch" in message and glue.SHA256["RTE.zip"] in message
+    assert message.count("\n") == 1 and "sha256 mismatch" in message and data_sources.SHA256["RTE.zip"] in message
     assert not (tmp_path / "glue" / "RTE").exists()
 
     assert glue.main(["--tasks", "RTE,SQuAD", "--out", str(tmp_path)]) == 2
@@ -139,10 +113,21 @@ def test_glue_checksum_mismatch_and_unknown_task_are_one_line_errors(tmp_path, m
 
 
 def test_glue_task_names_resolve_in_any_spelling():
+    assert data_sources.resolve_glue_tasks(["sst2,sts-b", "STS", "mnli"]) == ["SST-2", "STS-B", "MNLI"]
+    assert data_sources.resolve_glue_tasks(["all"]) == data_sources.GLUE_TASKS
+    assert data_sources.GLUE_TASKS == ["CoLA", "SST-2", "MRPC", "QQP", "STS-B", "MNLI", "QNLI", "RTE", "WNLI"]
+    assert set(data_sources.GLUE_ARCHIVES) == set(data_sources.GLUE_TASKS) - {"MRPC"}
+
+
+def test_default_folder_and_mirror_come_from_the_environment(tmp_path, monkeypatch, capsys):
     glue = load_script("download_glue")
-    assert glue.resolve_tasks(["sst2,sts-b", "STS", "mnli"]) == ["SST-2", "STS-B", "MNLI"]
-    assert glue.resolve_tasks(["all"]) == glue.ALL_TASKS
-    assert len(glue.ALL_TASKS) == 9 and set(glue.TASK_ARCHIVES) == set(glue.ALL_TASKS) - {"MRPC"}
+    monkeypatch.setenv("MINILTH_DATA_DIR", str(tmp_path / "mine"))
+    with serve_with_digests(monkeypatch, GLUE_FILES) as server:
+        monkeypatch.setenv("MINILTH_DATA_URL", server.base_url + "/")
+        assert glue.main(["--tasks", "RTE"]) == 0
+        assert server.requests["/RTE.zip"] == 1
+    assert (tmp_path / "mine" / "RTE" / "train.tsv").is_file()
+    assert f"RTE: {tmp_path / 'mine' / 'RTE'}" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------------- SQuAD
@@ -152,7 +137,7 @@ def test_squad_files_and_second_run_makes_no_request(tmp_path, monkeypatch, caps
     squad = load_script("download_squad")
     files = {"train-v1.1.json": b'{"version": "1.1", "data": [{"title": "t"}]}',
              "dev-v1.1.json": b'{"version": "1.1", "data": []}'}
-    with serve_with_digests(squad, monkeypatch, files) as server:
+    with serve_with_digests(monkeypatch, files) as server:
         argv = ["--out", str(tmp_path / "data"), "--base-url", server.base_url]
         assert squad.main(argv) == 0
         assert squad.main(argv) == 0
@@ -177,10 +162,10 @@ def test_squad_missing_on_mirror_is_a_one_line_error(tmp_path, capsys):
 def test_wikitext_layout_and_second_run_makes_no_request(tmp_path, monkeypatch, variant):
     wikitext = load_script("download_wikitext")
     folder = f"wikitext-{variant}-raw"
-    splits = {name: f" = Title {name} = \n text of {name} \n" for name in wikitext.SPLIT_FILES}
+    splits = {name: f" = Title {name} = \n text of {name} \n" for name in data_sources.WIKITEXT_SPLIT_FILES}
     files = {f"{folder}-v1.zip": zip_bytes({f"{folder}/{name}": text for name, text in splits.items()})}
     out = tmp_path / "data"
-    with serve_with_digests(wikitext, monkeypatch, files) as server:
+    with serve_with_digests(monkeypatch, files) as server:
         argv = ["--variant", variant, "--out", str(out), "--base-url", server.base_url]
         assert wikitext.main(argv) == 0
         assert wikitext.main(argv) == 0
@@ -194,7 +179,7 @@ def test_wikitext_zip_slip_is_refused(tmp_path, monkeypatch, capsys):
     wikitext = load_script("download_wikitext")
     files = {"wikitext-2-raw-v1.zip": zip_bytes({"wikitext-2-raw/wiki.train.raw": "x",
                                                   "/etc/evil.raw": "owned"})}
-    with serve_with_digests(wikitext, monkeypatch, files) as server:
+    with serve_with_digests(monkeypatch, files) as server:
         argv = ["--variant", "2", "--out", str(tmp_path / "data"), "--base-url", server.base_url]
         assert wikitext.main(argv) == 2
     assert "refusing" in capsys.readouterr().err

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from minilth.prune import Mask
-from minilth.tasks import get_task, load_dataset
+from minilth.datasets import load_dataset
+from minilth.tasks import get_task
 from minilth.train import finetune, model_for_task
 from minilth.weights import load_tokenizer
 

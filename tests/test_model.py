@@ -140,7 +140,9 @@ def test_configs_from_google_and_presets(tmp_path):
         BertConfig.preset("bert-huge")
 
 
-def test_tokenizer_matches_transformers_on_real_glue(glue_dir, minilm_path):
+@pytest.mark.parametrize("files", ["samples", "complete"])
+def test_tokenizer_matches_transformers_on_real_glue(files, request, minilm_path):
+    glue_dir = request.getfixturevalue("glue_dir" if files == "samples" else "full_glue_dir")
     ours = load_tokenizer(minilm_path)
     reference = transformers.BertTokenizer.from_pretrained(minilm_path)
     pairs = read_tsv_column_pairs(glue_dir / "RTE" / "dev.tsv", "sentence1", "sentence2")

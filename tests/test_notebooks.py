@@ -1,9 +1,11 @@
-"""The tutorials run top to bottom: each notebook is executed with quick settings and must not raise.
+"""The tutorials run top to bottom, as on a fresh machine: each notebook is executed with quick settings
+in an empty folder, where it downloads its data from a local mirror, and must not raise.
 
 The quick settings are injected as papermill does: a cell placed right after the cell tagged
-"parameters" overrides its values (tiny data caps, one short epoch, one pruning round). The
-notebooks run from tutorials/ with TMPDIR pointing at pytest's temporary folder, so whatever they
-write lands there and never in the repository.
+"parameters" overrides its values (tiny data caps, one short epoch, one pruning round). Each
+notebook runs in pytest's temporary folder (its working folder and TMPDIR) with MINILTH_DATA_DIR
+unset, so its data/glue is missing there and is downloaded from tests/data_mirror.py's mirror
+(MINILTH_DATA_URL), and whatever it writes lands there and never in the repository.
 """
 import re
 from pathlib import Path
@@ -12,7 +14,10 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
+from data_mirror import serve_data_mirror
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+TUTORIALS = REPOSITORY / "tutorials"
 NOTEBOOKS = [
     "01_bert_from_scratch.ipynb",
     "02_finetuning_rte.ipynb",
@@ -21,7 +26,7 @@ NOTEBOOKS = [
     "05_is_it_a_winning_ticket.ipynb",
     "06_transfer_and_mlm_tickets.ipynb",
 ]
-# The real MiniLM checkpoint and real GLUE data, but one optimiser step per fine-tuning.
+# The real MiniLM checkpoint and the GLUE samples of tests/fixtures, but one optimiser step per fine-tuning.
 QUICK = {"MAX_TRAIN_EXAMPLES": 8, "MAX_EVAL_EXAMPLES": 16, "EPOCHS": 1, "BATCH_SIZE": 8}
 QUICK_PER_NOTEBOOK = {
     "01_bert_from_scratch.ipynb": {"MAX_EVAL_EXAMPLES": 4},
@@ -49,23 +54,41 @@ def quick_settings(name: str, parameter_source: str) -> dict:
     return {key: value for key, value in wanted.items() if key in assigned}
 
 
+def repository_files() -> list[Path]:
+    """Every path in the repository, less git's and Python's caches."""
+    skipped = {".git", "__pycache__", ".pytest_cache"}
+    return sorted(p.relative_to(REPOSITORY) for p in REPOSITORY.rglob("*") if not skipped & set(p.parts))
+
+
+def new_cell(source: str, tag: str):
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["tags"] = [tag]
+    return cell
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):
+def test_notebook_runs_top_to_bottom_downloading_its_data(name, tmp_path, monkeypatch):
     notebook = nbformat.read(TUTORIALS / name, as_version=4)
     index = parameter_cell_index(notebook)
     overrides = quick_settings(name, notebook.cells[index].source)
-    injected = nbformat.v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in overrides.items()))
-    injected.metadata["tags"] = ["injected-parameters"]
-    notebook.cells.insert(index + 1, injected)
+    notebook.cells.insert(index + 1, new_cell("\n".join(f"{k} = {v!r}" for k, v in overrides.items()),
+                                              "injected-parameters"))
 
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # the kernel inherits it: tempfile.mkdtemp() lands here
-    monkeypatch.setenv("MINILTH_OFFLINE", "1")  # nothing to download: the checkpoint and data are local
-    before = sorted(p.relative_to(TUTORIALS) for p in TUTORIALS.rglob("*"))
-    client = NotebookClient(notebook, kernel_name="python3", timeout=600,
-                            resources={"metadata": {"path": str(TUTORIALS)}})
-    client.execute()  # raises CellExecutionError, naming the cell, on any error
+    monkeypatch.delenv("MINILTH_DATA_DIR", raising=False)  # the notebook's data/glue: tmp_path/data/glue
+    before = repository_files()
+    with serve_data_mirror(monkeypatch, tmp_path) as server:
+        from minilth import data_sources
+        # The mirror serves the samples, not the official files: the kernel checks them against their own digests.
+        digests = f"from minilth import data_sources\ndata_sources.SHA256 = {data_sources.SHA256!r}"
+        notebook.cells.insert(0, new_cell(digests, "injected-test-mirror"))
+        client = NotebookClient(notebook, kernel_name="python3", timeout=600,
+                                resources={"metadata": {"path": str(tmp_path)}})
+        client.execute()  # raises CellExecutionError, naming the cell, on any error
+        assert server.requests["/RTE.zip"] == 1, f"{name} did not download RTE from the mirror"
 
-    after = sorted(p.relative_to(TUTORIALS) for p in TUTORIALS.rglob("*"))
+    assert (tmp_path / "data" / "glue" / "RTE" / "dev.tsv").is_file()
+    after = repository_files()
     assert after == before, f"{name} wrote into the repository: {set(after) - set(before)}"
     errors = [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors

@@ -1,4 +1,5 @@
-"""The task table and the GLUE readers: counts on the real files, every quirk, every bad-input error."""
+"""The task table and the GLUE readers: every quirk on samples of the real files, counts on the complete
+files (MINILTH_DATA_DIR), every bad-input error."""
 import logging
 import sys
 import types
@@ -6,8 +7,10 @@ import types
 import pytest
 
 from minilth.errors import DataError, MinilthError
+from minilth import glue
+from minilth.datasets import load_dataset, task_file
 from minilth.glue import featurize, load_glue, read_examples
-from minilth.tasks import TASKS, get_task, load_dataset, task_file
+from minilth.tasks import TASKS, get_task
 
 REAL_COUNTS = {  # (task, split): examples, counted independently by tests/conftest.read_tsv_column_pairs
     ("rte", "train"): 2490, ("rte", "dev"): 277,
@@ -20,12 +23,35 @@ REAL_COUNTS = {  # (task, split): examples, counted independently by tests/conft
 }
 
 
-@pytest.mark.parametrize("task,split", list(REAL_COUNTS))
-def test_real_files_have_the_known_number_of_examples(glue_dir, task, split):
-    examples, skipped = read_examples(task, task_file(task, glue_dir, split), split)
-    assert len(examples) == REAL_COUNTS[task, split] and skipped == 0
+SAMPLE_ROWS = 40  # examples in each file of tests/fixtures/glue
+
+
+def assert_valid_labels(task, examples):
     labels = get_task(task).labels
     assert all(e.label in labels for e in examples) if labels else all(0.0 <= e.label <= 5.0 for e in examples)
+
+
+@pytest.mark.parametrize("task,split", list(REAL_COUNTS))
+def test_real_files_have_the_known_number_of_examples(full_glue_dir, task, split):
+    examples, skipped = read_examples(task, task_file(task, full_glue_dir, split), split)
+    assert len(examples) == REAL_COUNTS[task, split] and skipped == 0
+    assert_valid_labels(task, examples)
+
+
+@pytest.mark.parametrize("task,split", list(REAL_COUNTS))
+def test_samples_read_like_the_real_files(glue_dir, task, split):
+    examples, skipped = read_examples(task, task_file(task, glue_dir, split), split)
+    assert len(examples) == SAMPLE_ROWS and skipped == 0
+    assert_valid_labels(task, examples)
+    if get_task(task).labels:
+        assert len({e.label for e in examples}) > 1, "a sample with one label cannot test a classifier"
+
+
+@pytest.mark.parametrize("task,split", list(REAL_COUNTS))
+def test_samples_are_the_first_lines_of_the_real_files(glue_dir, full_glue_dir, task, split):
+    sample = task_file(task, glue_dir, split).read_bytes()
+    assert task_file(task, full_glue_dir, split).read_bytes().startswith(sample)
+    assert sample.count(b"\n") == SAMPLE_ROWS + (get_task(task).headerless_columns is None)
 
 
 def test_cola_has_no_header_and_its_test_file_has_one(glue_dir, tmp_path):
@@ -54,8 +80,8 @@ def test_stsb_scores_are_floats_in_examples_and_features(glue_dir, minilm_tokeni
 
 
 def test_features_are_the_tokenizers_pairs_with_label_ids(glue_dir, minilm_tokenizer):
-    data = load_dataset("rte", glue_dir, "dev", minilm_tokenizer, max_examples=50)
-    assert len(data.examples) == len(data.features) == 50 and data.pad_id == minilm_tokenizer.pad_id
+    data = load_dataset("rte", glue_dir, "dev", minilm_tokenizer, max_examples=30)
+    assert len(data.examples) == len(data.features) == 30 and data.pad_id == minilm_tokenizer.pad_id
     expected = minilm_tokenizer.encode([e.text_a for e in data.examples], [e.text_b for e in data.examples], 128)
     assert [f["input_ids"] for f in data.features] == expected["input_ids"]
     assert [f["token_type_ids"] for f in data.features] == expected["token_type_ids"]
@@ -65,8 +91,8 @@ def test_features_are_the_tokenizers_pairs_with_label_ids(glue_dir, minilm_token
 
 
 def test_sst2_single_sentences_have_one_segment(glue_dir, minilm_tokenizer):
-    data = load_dataset("SST-2", glue_dir, "train", minilm_tokenizer, max_examples=200)
-    assert len(data) == 200 and all(set(f["token_type_ids"]) == {0} for f in data.features)
+    data = load_dataset("SST-2", glue_dir, "train", minilm_tokenizer)
+    assert len(data) == SAMPLE_ROWS and all(set(f["token_type_ids"]) == {0} for f in data.features)
     assert data.features[0]["input_ids"][0] == minilm_tokenizer.cls_id
     assert data.features[0]["input_ids"][-1] == minilm_tokenizer.sep_id
 
@@ -265,8 +291,9 @@ def test_featurize_truncates_long_pairs_to_max_length(minilm_tokenizer):
     assert len(feature["input_ids"]) == 64 and feature["token_type_ids"].count(1) == 11  # 10 words + [SEP]
 
 
-def test_tokenizing_bar_shows_for_big_files_unless_progress_is_false(glue_dir, minilm_tokenizer, capsys):
-    load_dataset("cola", glue_dir, "train", minilm_tokenizer)  # 8,551 sentences: more than one chunk
+def test_tokenizing_bar_shows_for_big_files_unless_progress_is_false(glue_dir, minilm_tokenizer, capsys, monkeypatch):
+    monkeypatch.setattr(glue, "ENCODE_CHUNK", 16)  # 40 sentences: more than one chunk, as a big file is
+    load_dataset("cola", glue_dir, "train", minilm_tokenizer)
     assert "tokenize CoLA" in capsys.readouterr().err
     load_dataset("cola", glue_dir, "train", minilm_tokenizer, progress=False)  # what --quiet passes
     assert "tokenize CoLA" not in capsys.readouterr().err

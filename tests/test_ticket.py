@@ -19,7 +19,7 @@ from minilth.ticket import TicketConfig, find_ticket
 
 def cli_args(checkpoint, glue_dir, output, *extra):
     return ["--task", "rte", "--model", str(checkpoint), "--data-dir", str(glue_dir), "--output", str(output),
-            "--target-sparsity", "0.3", "--max-train-examples", "48", "--max-eval-examples", "24",
+            "--target-sparsity", "0.3", "--max-train-examples", "32", "--max-eval-examples", "24",
             "--epochs", "1", "--batch-size", "16", "--device", "cpu", "--quiet", *extra]
 
 

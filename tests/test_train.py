@@ -4,7 +4,8 @@ import torch
 
 from minilth.errors import MinilthError
 from minilth.prune import Mask, prunable_names, random_prune
-from minilth.tasks import get_task, load_dataset
+from minilth.datasets import load_dataset
+from minilth.tasks import get_task
 from minilth.train import choose_device, evaluate, finetune, model_for_task
 from minilth.weights import load_tokenizer
 
@@ -13,14 +14,14 @@ from minilth.weights import load_tokenizer
 def rte(tiny_checkpoint, glue_dir):
     tokenizer = load_tokenizer(tiny_checkpoint)
     task = get_task("rte")
-    train = load_dataset(task, glue_dir, "train", tokenizer, max_examples=64)
+    train = load_dataset(task, glue_dir, "train", tokenizer, max_examples=32)
     dev = load_dataset(task, glue_dir, task.eval_split, tokenizer, max_examples=32)
     return task, train, dev
 
 
 def run(tiny_checkpoint, task, train, dev, seed=0, **kwargs):
     model = model_for_task(tiny_checkpoint, task, seed=seed)
-    history = finetune(model, task, train, dev, seed=seed, epochs=2, batch_size=16, progress=False,
+    history = finetune(model, task, train, dev, seed=seed, epochs=2, batch_size=8, progress=False,
                        device="cpu", **kwargs)
     return model, history
 
@@ -45,7 +46,7 @@ def test_mask_holds_after_every_step(tiny_checkpoint, rte):
         params = dict(model.named_parameters())
         pruned_nonzero.append(sum(int(params[n][~m].ne(0).sum()) for n, m in mask.items()))
 
-    finetune(model, task, train, dev, epochs=1, batch_size=16, weight_decay=0.01, mask=mask, on_step=check,
+    finetune(model, task, train, dev, epochs=1, batch_size=8, weight_decay=0.01, mask=mask, on_step=check,
              progress=False, device="cpu")
     assert pruned_nonzero == [0, 0, 0, 0]
     kept = dict(model.named_parameters())["bert.encoder.layer.0.attention.self.query.weight"]
@@ -56,7 +57,7 @@ def test_snapshot_is_theta_i(tiny_checkpoint, rte):
     task, train, dev = rte
     model = model_for_task(tiny_checkpoint, task, seed=0)
     start = {k: v.clone() for k, v in model.state_dict().items()}
-    history = finetune(model, task, train, None, epochs=1, batch_size=16, snapshot_at=0.5, progress=False,
+    history = finetune(model, task, train, None, epochs=1, batch_size=8, snapshot_at=0.5, progress=False,
                        device="cpu")
     name = "bert.encoder.layer.1.output.dense.weight"
     assert history.steps == 4

@@ -1,0 +1,86 @@
+"""Finding and fetching a task's data: the data folder, downloads from a mirror into the layout minilth
+reads (once), and a one-line error naming the command that fetches the files when a download is not possible."""
+import shlex
+from pathlib import Path
+
+import pytest
+
+from data_mirror import FIXTURES, load_script, serve_data_mirror
+from http_server import serve
+from minilth.datasets import download_command, load_dataset, resolve_data_dir, task_file
+from minilth.errors import DataError
+
+
+def test_data_dir_is_the_argument_else_the_environment_else_data_glue_here(tmp_path, monkeypatch):
+    monkeypatch.delenv("MINILTH_DATA_DIR", raising=False)
+    assert resolve_data_dir() == Path("data") / "glue" and not resolve_data_dir().is_absolute()
+    monkeypatch.setenv("MINILTH_DATA_DIR", str(tmp_path / "from_env"))
+    assert resolve_data_dir() == tmp_path / "from_env"
+    assert resolve_data_dir(tmp_path / "given") == tmp_path / "given"
+    assert resolve_data_dir(str(tmp_path / "given")) == tmp_path / "given"
+    monkeypatch.setenv("MINILTH_DATA_DIR", "~/glue")
+    assert resolve_data_dir() == Path.home() / "glue"
+
+
+def test_missing_glue_tasks_download_from_the_mirror_once_into_data_glue(tmp_path, monkeypatch, minilm_tokenizer):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MINILTH_DATA_DIR", raising=False)
+    with serve_data_mirror(monkeypatch, tmp_path) as server:
+        assert len(load_dataset("rte", None, "dev", minilm_tokenizer)) == 40
+        assert len(load_dataset("mrpc", None, "train", minilm_tokenizer)) == 40
+        requests = server.total_requests
+        assert requests == 4  # RTE.zip and MRPC's three source files
+        load_dataset("rte", None, "train", minilm_tokenizer)
+        load_dataset("mrpc", None, "dev", minilm_tokenizer)
+        assert server.total_requests == requests  # the files are there now: no request
+    for task in ("RTE", "MRPC"):
+        for split in ("train.tsv", "dev.tsv"):  # MRPC rebuilt from the MSR files, BOM and all
+            downloaded = tmp_path / "data" / "glue" / task / split
+            assert downloaded.read_bytes() == (FIXTURES / "glue" / task / split).read_bytes()
+
+
+def test_squad_and_wikitext_download_beside_the_glue_folder(tmp_path, monkeypatch, minilm_tokenizer):
+    glue = tmp_path / "data" / "glue"
+    with serve_data_mirror(monkeypatch, tmp_path):
+        squad = load_dataset("squad1.1", glue, "dev", minilm_tokenizer)
+        mlm = load_dataset("mlm", glue, "dev", minilm_tokenizer)
+    assert (tmp_path / "data" / "squad" / "dev-v1.1.json").read_bytes() == (FIXTURES / "squad_tiny.json").read_bytes()
+    assert len(squad.examples) > 0 and len(squad.features) >= len(squad.examples)
+    corpus = tmp_path / "data" / "wikitext-103-raw"
+    assert sorted(p.name for p in corpus.iterdir()) == ["wiki.test.raw", "wiki.train.raw", "wiki.valid.raw"]
+    assert (corpus / "wiki.valid.raw").read_bytes() == (FIXTURES / "wikitext" / "wiki.valid.raw").read_bytes()
+    assert len(mlm) > 0 and all(len(f["input_ids"]) == 128 for f in mlm.features)
+    assert not glue.exists()  # nothing of GLUE was asked for
+
+
+@pytest.mark.parametrize("task,split,where", [("rte", "train", "glue/RTE/train.tsv"),
+                                              ("squad", "dev", "squad/dev-v1.1.json"),
+                                              ("mlm", "train", "wikitext-103-raw/wiki.train.raw")])
+def test_offline_a_missing_task_names_the_command_that_fetches_it(task, split, where, tmp_path, monkeypatch):
+    glue = tmp_path / "my data" / "glue"  # a space: the command quotes the folder
+    with pytest.raises(DataError) as error:
+        task_file(task, glue, split)
+    message = str(error.value)
+    assert "\n" not in message and "MINILTH_OFFLINE=1" in message and str(tmp_path / "my data" / where) in message
+    command = message.split("`")[1]
+    assert command == download_command(task, glue) and command.endswith(f"--data-dir '{glue}'")
+
+    python, script, *argv = shlex.split(command)  # the command does what the message says
+    assert python == "python" and script.startswith("data_scripts/")
+    with serve_data_mirror(monkeypatch, tmp_path):
+        assert load_script(Path(script).stem).main(argv) == 0
+    monkeypatch.setenv("MINILTH_OFFLINE", "1")
+    assert task_file(task, glue, split) == tmp_path / "my data" / where
+
+
+def test_no_download_when_told_not_to_or_when_the_task_folder_is_there(glue_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("MINILTH_OFFLINE", raising=False)
+    with serve({}) as server:  # an empty mirror: any request would be counted
+        monkeypatch.setenv("MINILTH_DATA_URL", server.base_url)
+        with pytest.raises(DataError, match=r"RTE/train.tsv not found: download RTE with `python data_scripts/"):
+            task_file("rte", tmp_path, "train", download=False)
+        # QNLI's folder holds dev.tsv only, as in the project's data: the folder counts as downloaded
+        with pytest.raises(DataError, match="--tasks QNLI"):
+            task_file("qnli", glue_dir, "train")
+        assert server.total_requests == 0
+    assert task_file("qnli", glue_dir, "dev") == glue_dir / "QNLI" / "dev.tsv"
