@@ -108,7 +108,7 @@ def test_a_run_rewound_to_step_i_continues_the_schedule_and_the_batch_order(tiny
         model = model_for_task(tiny_checkpoint, task, seed=0)
         seen, forward = [], model.forward
         model.forward = lambda **batch: seen.append(batch["input_ids"].clone()) or forward(**batch)
-        history = finetune(model, task, train, None, epochs=2, batch_size=16, warmup_ratio=0.25, seed=2,
+        history = finetune(model, task, train, None, epochs=2, batch_size=8, warmup_ratio=0.25, seed=2,
                            start_step=start_step, progress=False, device="cpu")
         return history, seen
 
