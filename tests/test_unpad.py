@@ -1,9 +1,11 @@
 """Unpadding: the packed path (real tokens only) gives the padded path's outputs and gradients within 1e-5."""
 import pytest
 import torch
+import transformers
 
 from minilth.model import BertConfig, PackedTokens, PaddedTokens, build_model, length_buckets, token_layout
 from minilth.prune import Mask, prunable_names, random_prune
+from minilth.weights import load_into
 
 TOL = 1e-5
 CONFIG = dict(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
@@ -126,3 +128,36 @@ def test_length_buckets_cover_every_sequence_once():
     assert buckets[2].slots is None and buckets[2].key_mask is None  # equal lengths: no padding at all
     assert buckets[0].key_mask[:, 0, 0].sum(1).tolist() == [128, 120, 97, 96]
     assert len(buckets[0].slots) == 128 + 120 + 97 + 96
+
+
+@pytest.mark.parametrize("unpad", [False, True], ids=["padded", "unpadded"])
+def test_first_token_only_gives_the_same_pooled_output(unpad):
+    """The classifier's shortcut: the last layer computes [CLS] only, and the pooler reads the same vector."""
+    torch.manual_seed(0)
+    model = build_model(BertConfig(**CONFIG, unpad=unpad), head="base").eval()
+    batch = make_batch(LENGTHS, seed=4)
+    with torch.no_grad():
+        sequence, pooled = model(**batch)
+        first, pooled_first = model(**batch, first_token_only=True)
+    assert first.shape == (len(LENGTHS), 1, CONFIG["hidden_size"])
+    assert (first[:, 0] - sequence[:, 0]).abs().max() < TOL
+    assert (pooled_first - pooled).abs().max() < TOL
+
+
+def test_classification_gradients_match_transformers():
+    """minilth's default path (unpadded, [CLS]-only last layer) against Hugging Face: loss and every gradient."""
+    torch.manual_seed(0)
+    reference = transformers.BertForSequenceClassification(transformers.BertConfig(
+        **CONFIG, num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    ours = build_model(BertConfig(**CONFIG), head="classification", num_labels=3)
+    assert load_into(ours, reference.state_dict()).missing == []
+    batch = make_batch(LENGTHS, seed=5)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    reference.eval(), ours.eval()  # dropout off on both sides; gradients still flow
+    expected, got = reference(**batch, labels=labels), ours(**batch, labels=labels)
+    assert abs(got.loss - expected.loss) < TOL
+    expected.loss.backward()
+    got.loss.backward()
+    theirs = gradients(reference)
+    for name, grad in gradients(ours).items():
+        assert (grad - theirs[name]).abs().max() < TOL, name
