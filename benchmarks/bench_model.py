@@ -17,6 +17,7 @@ at least as fast). Logit parity (fp32, eval) is checked in the same run.
     python benchmarks/bench_model.py --quick               # MiniLM only
     python benchmarks/bench_model.py --quick --order interleaved
     python benchmarks/bench_model.py --shapes bert-base --json results.json
+    python benchmarks/bench_model.py --compile               # torch.compile: eager vs compiled, compile time
 
 transformers is a test-only reference: this script needs it, minilth does not.
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -130,14 +132,17 @@ def infer(model: torch.nn.Module, batch: dict, precision: str) -> torch.Tensor:
         return model(**inputs).logits  # (B, num_labels)
 
 
-def time_once(run) -> float:
+def time_once(run) -> tuple[float, int]:
+    """Returns (seconds, minor page faults) of one call: fresh pages the allocator asked the kernel for."""
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     run()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
 
 
-def median_seconds(runs: dict[str, Callable], repeats: int, order: str, block: int = BLOCK) -> dict[str, float]:
-    """Returns each runner's median seconds, timed in warm blocks or interleaved (see the module docstring)."""
+def median_times(runs: dict[str, Callable], repeats: int, order: str,
+                 block: int = BLOCK) -> tuple[dict[str, float], dict[str, float]]:
+    """Returns each runner's median (seconds, page faults), timed in warm blocks or interleaved (module docstring)."""
     times = {name: [] for name in runs}
     if order == "interleaved":
         for run in runs.values():
@@ -150,7 +155,9 @@ def median_seconds(runs: dict[str, Callable], repeats: int, order: str, block: i
             for name, run in runs.items():
                 run()  # warm-up of this block: the other models ran since
                 times[name] += [time_once(run) for _ in range(block)]
-    return {name: statistics.median(values) for name, values in times.items()}
+    seconds = {name: statistics.median(s for s, _ in values) for name, values in times.items()}
+    faults = {name: statistics.median(f for _, f in values) for name, values in times.items()}
+    return seconds, faults
 
 
 def runners(pair: Pair, mode: str, batch: dict, precision: str, padded: bool) -> dict[str, Callable]:
@@ -178,8 +185,8 @@ def parity(pair: Pair, batches: dict[str, dict]) -> dict[str, float]:
         expected = infer(pair.theirs, batch, "fp32")
         for unpad in (False, True):
             pair.ours.config.unpad = unpad
-            label = f"{kind}{', unpadded' if unpad else ''}"
-            diffs[label] = (infer(pair.ours, batch, "fp32") - expected).abs().max().item()
+            diffs[f"{kind} batch{', unpadded' if unpad else ''}"] = (infer(pair.ours, batch, "fp32")
+                                                                     - expected).abs().max().item()
     return diffs
 
 
@@ -196,13 +203,33 @@ def bench_shape(shape: str, quick: bool, repeats: int | None, order: str) -> tup
     for precision in ("fp32", "bf16"):
         for mode in ("train", "infer"):
             for kind in BATCH_KINDS[(shape, mode)]:
-                seconds = median_seconds(runners(pair, mode, batches[kind], precision, kind == "padded"),
-                                         repeats, order)
+                seconds, faults = median_times(runners(pair, mode, batches[kind], precision, kind == "padded"),
+                                               repeats, order)
                 row = dict(shape=shape, precision=precision, batch=kind, mode=mode, repeats=repeats, order=order,
-                           seconds=seconds, load=load_average())
+                           seconds=seconds, page_faults=faults, load=load_average())
                 rows.append(row)
-                print(f"  {precision} {kind:6s} {mode:5s}: " + format_cells(row) + f" ({row['load']})", flush=True)
+                print(f"  {precision} {kind:6s} {mode:5s}: " + format_cells(row) + f" ({row['load']}; page faults "
+                      + ", ".join(f"{name} {count:,.0f}" for name, count in faults.items()) + ")", flush=True)
     return rows, diffs
+
+
+def bench_compile(repeats: int, order: str) -> str:
+    """Returns a table: MiniLM fp32 training steps, eager vs torch.compile (padded path, full batch), and compile time."""
+    pair = build_pair("minilm")
+    pair.ours.config.unpad = False  # the packed path's data-dependent buckets break the graph into many pieces
+    batch = make_batch(pair.ours.config.vocab_size, padded=False)
+    compiled = torch.compile(pair.ours)
+    compile_s, _ = time_once(lambda: train_step(compiled, pair.optimizers["ours"], batch, "fp32"))
+    runs = {"transformers": lambda: train_step(pair.theirs, pair.optimizers["theirs"], batch, "fp32"),
+            "minilth": lambda: train_step(pair.ours, pair.optimizers["ours"], batch, "fp32"),
+            "minilth compiled": lambda: train_step(compiled, pair.optimizers["ours"], batch, "fp32")}
+    seconds, _ = median_times(runs, repeats, order)
+    lines = [machine_line(), f"MiniLM fp32 training step, full batch {BATCH} x {SEQ_LEN}, order {order}; "
+             f"first compiled step (compilation): {compile_s:.1f} s", "",
+             "| model | train step | vs transformers |", "|---|---:|---:|"]
+    lines += [f"| {name} | {value * 1e3:,.0f} ms | {seconds['transformers'] / value:.2f} |"
+              for name, value in seconds.items()]
+    return "\n".join(lines)
 
 
 def format_cells(row: dict) -> str:
@@ -236,7 +263,7 @@ def markdown_table(rows: list[dict], diffs: dict[str, dict[str, float]], order: 
     lines.append("")
     for shape, by_kind in diffs.items():
         lines.append(f"Parity, {SHAPE_TITLES[shape]}: max |logits diff| with transformers in fp32 eval: "
-                     + ", ".join(f"{kind} batch {value:.1e}" for kind, value in by_kind.items()) + ".")
+                     + ", ".join(f"{kind} {value:.1e}" for kind, value in by_kind.items()) + ".")
     return "\n".join(lines)
 
 
@@ -259,6 +286,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="blocks: each model in its own warm block (a user's loop); interleaved: A B A B")
     parser.add_argument("--wait-quiet", type=float, metavar="LOAD",
                         help="first wait (up to 20 minutes) for the 1-minute load average to fall below LOAD")
+    parser.add_argument("--compile", action="store_true",
+                        help="only measure torch.compile: MiniLM fp32 training, eager vs compiled, and compile time")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
@@ -273,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     transformers.logging.set_verbosity_error()  # "newly initialised classifier" notices are expected
     if args.wait_quiet:
         wait_until_quiet(args.wait_quiet)
+    if args.compile:
+        print(bench_compile(args.repeats or REPEATS[("minilm", True)], args.order))
+        return 0
     start_load = load_average()
     print(machine_line(), flush=True)
     rows, diffs = [], {}
