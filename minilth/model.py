@@ -126,9 +126,10 @@ class ModelOutput:
 
 
 # --- Dropout from 16 random bits per element ----------------------------------------------------
-# torch's CPU dropout draws a float per element (aten::bernoulli_): about a fifth of a training
-# step. The same Bernoulli(1 - p) masks come from 16 random bits per element, four elements per
-# 64-bit word of torch's generator (so torch.manual_seed still reproduces them), 4-5x cheaper.
+# torch's CPU dropout draws a float per element (aten::bernoulli_, on one thread): 14-19% of a
+# training step. The same Bernoulli(1 - p) masks come from 16 random bits per element, four per
+# 64-bit word of torch's generator (so torch.manual_seed still reproduces them): 39 ms instead of
+# 254 ms per MiniLM step (benchmarks/README.md).
 
 RANDOM_BITS = 16  # bits per element; the keep probability is a multiple of 2**-16
 
@@ -451,7 +452,7 @@ class BertEncoder(nn.Module):
         """Returns the last layer's output; with first_only, of each sequence's first token ([CLS]) only.
 
         A classifier reads [CLS] alone, so its last layer needs keys and values from every token
-        but queries, feed-forward and LayerNorms for [CLS] only: a sixth of MiniLM's work saved.
+        but queries, feed-forward and LayerNorms for [CLS] only: 5/6 of that layer's work saved.
         """
         for index, layer in enumerate(self.layer):
             x = layer(x, tokens, first_only=first_only and index == len(self.layer) - 1)
