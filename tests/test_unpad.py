@@ -1,0 +1,163 @@
+"""Unpadding: the packed path (real tokens only) gives the padded path's outputs and gradients within 1e-5."""
+import pytest
+import torch
+import transformers
+
+from minilth.model import BertConfig, PackedTokens, PaddedTokens, build_model, length_buckets, token_layout
+from minilth.prune import Mask, prunable_names, random_prune
+from minilth.weights import load_into
+
+TOL = 1e-5
+CONFIG = dict(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+              max_position_embeddings=32)
+
+
+def make_batch(lengths: list[int], T: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Right-padded random ids, segment B in the second half; two rows with holes (column 0, [CLS], stays real)."""
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor(lengths)
+    positions = torch.arange(T)
+    attention_mask = (positions[None] < lengths[:, None]).long()  # (B, T)
+    attention_mask[-2, 1:4] = 0  # a gap after the first token
+    attention_mask[-1, 3] = 0  # a hole
+    input_ids = torch.randint(5, CONFIG["vocab_size"], (len(lengths), T), generator=generator) * attention_mask
+    token_type_ids = (positions[None] >= lengths[:, None] // 2).long() * attention_mask
+    return dict(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+
+
+# lengths spread widely, so attention runs in several length buckets, one of them padded inside
+LENGTHS = [16, 3, 9, 12, 15, 1, 7, 16, 10, 13]
+
+
+def both_paths(head: str, mask_sparsity: float = 0.0, **kwargs):
+    """Returns (padded model, unpadded model) with the same weights, eval mode (dropout off)."""
+    torch.manual_seed(0)
+    padded = build_model(BertConfig(**CONFIG, unpad=False), head=head, **kwargs).eval()
+    if mask_sparsity:
+        random_prune(padded, Mask.dense(padded, prunable_names(padded)), mask_sparsity, seed=0).apply_to(padded)
+    unpadded = build_model(BertConfig(**CONFIG, unpad=True), head=head, **kwargs).eval()
+    unpadded.load_state_dict(padded.state_dict())
+    return padded, unpadded
+
+
+def gradients(model) -> dict[str, torch.Tensor]:
+    return {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+
+
+def assert_same_gradients(padded, unpadded):
+    expected, got = gradients(padded), gradients(unpadded)
+    assert set(got) == set(expected) and len(got) > 10
+    for name in expected:
+        assert (got[name] - expected[name]).abs().max() < TOL, name
+
+
+@pytest.mark.parametrize("mask_sparsity", [0.0, 0.5], ids=["dense", "pruned 50%"])
+def test_classification_outputs_and_gradients_match(mask_sparsity):
+    padded, unpadded = both_paths("classification", mask_sparsity, num_labels=3)
+    batch = make_batch(LENGTHS)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    out_padded, out_unpadded = padded(**batch, labels=labels), unpadded(**batch, labels=labels)
+    assert (out_unpadded.logits - out_padded.logits).abs().max() < TOL
+    out_padded.loss.backward()
+    out_unpadded.loss.backward()
+    assert_same_gradients(padded, unpadded)
+    if mask_sparsity:  # a pruning mask, keyed by the same names, holds through the unpadded path
+        weight = dict(unpadded.named_parameters())["bert.encoder.layer.1.attention.self.query.weight"]
+        assert (weight == 0).float().mean() > 0.3
+
+
+def test_per_token_outputs_and_gradients_match_at_real_tokens():
+    padded, unpadded = both_paths("mlm")
+    batch = make_batch(LENGTHS, seed=1)
+    real = batch["attention_mask"].bool()
+    labels = torch.where(real, batch["input_ids"], -100)
+    sequence_padded, _ = padded.bert(**batch)
+    sequence_unpadded, _ = unpadded.bert(**batch)
+    assert (sequence_unpadded - sequence_padded)[real].abs().max() < TOL
+    assert sequence_unpadded[~real].abs().max() == 0  # padding is not computed
+    out_padded, out_unpadded = padded(**batch, labels=labels), unpadded(**batch, labels=labels)
+    assert abs(out_unpadded.loss - out_padded.loss) < TOL
+    out_padded.loss.backward()
+    out_unpadded.loss.backward()
+    assert_same_gradients(padded, unpadded)
+
+
+def test_question_answering_matches_at_real_tokens():
+    padded, unpadded = both_paths("span")
+    batch = make_batch(LENGTHS, seed=2)
+    real = batch["attention_mask"].bool()
+    with torch.no_grad():
+        got, expected = unpadded(**batch), padded(**batch)
+    assert (got.start_logits - expected.start_logits)[real].abs().max() < TOL
+    assert (got.end_logits - expected.end_logits)[real].abs().max() < TOL
+
+
+def test_training_mode_runs_through_the_packed_path():
+    """With dropout on, the two paths draw different masks; the packed one still trains (finite, non-zero grads)."""
+    _, unpadded = both_paths("classification")
+    unpadded.train()
+    batch = make_batch(LENGTHS, seed=3)
+    unpadded(**batch, labels=torch.zeros(len(LENGTHS), dtype=torch.long)).loss.backward()
+    grads = gradients(unpadded)
+    assert all(torch.isfinite(g).all() for g in grads.values())
+    assert grads["bert.encoder.layer.0.attention.self.key.weight"].abs().sum() > 0
+
+
+def test_layout_is_packed_only_when_asked_and_something_is_padded():
+    padded_mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    assert isinstance(token_layout(padded_mask, unpad=True), PackedTokens)
+    assert isinstance(token_layout(padded_mask, unpad=False), PaddedTokens)
+    assert isinstance(token_layout(torch.ones(2, 3), unpad=True), PaddedTokens)
+    assert isinstance(token_layout(None, unpad=True), PaddedTokens)
+
+
+def test_packing_keeps_real_tokens_longest_sequence_first():
+    tokens = PackedTokens(torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0], [1, 0, 1, 0]]))
+    grid = torch.arange(16).view(4, 4)
+    assert tokens.select(grid).tolist() == [4, 5, 6, 7, 0, 1, 12, 14]  # row 1 (4 tokens), then rows 0, 3; row 2 empty
+    restored = tokens.restore(tokens.select(grid)[:, None].float())  # (B, T, 1)
+    assert restored.squeeze(-1).tolist() == [[0, 1, 0, 0], [4, 5, 6, 7], [0, 0, 0, 0], [12, 0, 14, 0]]
+
+
+def test_length_buckets_cover_every_sequence_once():
+    lengths = [128, 120, 97, 96, 80, 40, 40, 3, 0]
+    buckets = length_buckets(lengths, torch.device("cpu"), min_fill=0.75)
+    assert [(b.num_sequences, b.length) for b in buckets] == [(4, 128), (1, 80), (2, 40), (1, 3)]
+    assert buckets[0].start == 0 and buckets[-1].stop == sum(lengths)
+    assert all(a.stop == b.start for a, b in zip(buckets, buckets[1:]))
+    assert buckets[2].slots is None and buckets[2].key_mask is None  # equal lengths: no padding at all
+    assert buckets[0].key_mask[:, 0, 0].sum(1).tolist() == [128, 120, 97, 96]
+    assert len(buckets[0].slots) == 128 + 120 + 97 + 96
+
+
+@pytest.mark.parametrize("unpad", [False, True], ids=["padded", "unpadded"])
+def test_first_token_only_gives_the_same_pooled_output(unpad):
+    """The classifier's shortcut: the last layer computes [CLS] only, and the pooler reads the same vector."""
+    torch.manual_seed(0)
+    model = build_model(BertConfig(**CONFIG, unpad=unpad), head="base").eval()
+    batch = make_batch(LENGTHS, seed=4)
+    with torch.no_grad():
+        sequence, pooled = model(**batch)
+        first, pooled_first = model(**batch, first_token_only=True)
+    assert first.shape == (len(LENGTHS), 1, CONFIG["hidden_size"])
+    assert (first[:, 0] - sequence[:, 0]).abs().max() < TOL
+    assert (pooled_first - pooled).abs().max() < TOL
+
+
+def test_classification_gradients_match_transformers():
+    """minilth's default path (unpadded, [CLS]-only last layer) against Hugging Face: loss and every gradient."""
+    torch.manual_seed(0)
+    reference = transformers.BertForSequenceClassification(transformers.BertConfig(
+        **CONFIG, num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    ours = build_model(BertConfig(**CONFIG), head="classification", num_labels=3)
+    assert load_into(ours, reference.state_dict()).missing == []
+    batch = make_batch(LENGTHS, seed=5)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    reference.eval(), ours.eval()  # dropout off on both sides; gradients still flow
+    expected, got = reference(**batch, labels=labels), ours(**batch, labels=labels)
+    assert abs(got.loss - expected.loss) < TOL
+    expected.loss.backward()
+    got.loss.backward()
+    theirs = gradients(reference)
+    for name, grad in gradients(ours).items():
+        assert (grad - theirs[name]).abs().max() < TOL, name
