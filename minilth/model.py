@@ -508,6 +508,8 @@ class BertPooler(nn.Module):
 class BertPreTrainedModel(nn.Module):
     """Shared by every model: BERT's initialisation (normal, std 0.02; zero bias; LayerNorm 1/0)."""
 
+    unused_tensors: tuple[str, ...] = ()  # parameters the head never reads (no gradient reaches them)
+
     def __init__(self, cfg: BertConfig):
         super().__init__()
         self.config = cfg
@@ -589,12 +591,21 @@ class BertForSequenceClassification(BertPreTrainedModel):
         return ModelOutput(loss=loss, logits=logits)
 
 
+# UNUSED_POOLER. Hugging Face's QA and MLM models have no pooler. The paper's code keeps BERT's
+# pooler in them, unused, and prunes it with the encoder (VITA-Group/BERT-Tickets LT_squad.py:107,
+# LT_pretrain.py:164): so every task's sparsity is over the same 73 matrices (85,524,480 weights
+# in BERT-base), and the SQuAD and MLM rows of the paper use that denominator. minilth does the
+# same; `--keep-pooler` leaves the pooler out of the prunable set on every task (72 matrices).
+
+
 class BertForQuestionAnswering(BertPreTrainedModel):
     """A linear layer scores every token as the answer's start and end (SQuAD)."""
 
+    unused_tensors = ("bert.pooler.dense.weight", "bert.pooler.dense.bias")  # see UNUSED_POOLER
+
     def __init__(self, cfg: BertConfig):
         super().__init__(cfg)
-        self.bert = BertModel(cfg, add_pooling_layer=False)
+        self.bert = BertModel(cfg)  # its pooler is unused, but prunable (UNUSED_POOLER above)
         self.qa_outputs = nn.Linear(cfg.hidden_size, 2)
         self.init_weights()
 
@@ -645,12 +656,14 @@ class BertOnlyMLMHead(nn.Module):
 class BertForMaskedLM(BertPreTrainedModel):
     """Masked-language modelling: predict the original token at every masked position (labels -100 elsewhere).
 
-    Like Hugging Face's, it has no pooler: the MLM objective never reads it.
+    Unlike Hugging Face's, it keeps BERT's pooler, which the MLM objective never reads (UNUSED_POOLER).
     """
+
+    unused_tensors = ("bert.pooler.dense.weight", "bert.pooler.dense.bias")  # see UNUSED_POOLER
 
     def __init__(self, cfg: BertConfig):
         super().__init__(cfg)
-        self.bert = BertModel(cfg, add_pooling_layer=False)
+        self.bert = BertModel(cfg)  # its pooler is unused, but prunable (UNUSED_POOLER above)
         self.cls = BertOnlyMLMHead(cfg, self.bert.embeddings.word_embeddings)
         self.init_weights()
 

@@ -213,7 +213,7 @@ def finetune(model: BertPreTrainedModel, task: Task, train_data, eval_data=None,
     set_seed(seed)
     distributed.seed_dropout(seed)  # under torchrun each rank draws its own dropout masks
     model.to(device).train()
-    trained = distributed.wrap(model, device, unused_parameters=task.kind in ("span", "mlm"))
+    trained = distributed.wrap(model, device, unused_parameters=bool(model.unused_tensors))
     optimizer = make_optimizer(model, settings.learning_rate, settings.weight_decay)
     scheduler = linear_schedule(optimizer, lr_decay_steps or total_steps, round(settings.warmup_ratio * total_steps),
                                 start_step)

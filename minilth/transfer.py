@@ -53,10 +53,10 @@ def _bare(name: str) -> str:
 def transfer_mask(mask: Mask, target_model) -> Mask:
     """Returns the mask renamed and trimmed for the target model; raises MaskError if it was made for another model.
 
-    The one difference allowed is the pooler, which only some heads have: a GLUE mask (with
-    bert.pooler.dense.weight) loses that entry on a SQuAD or MLM model (no pooler), and a mask
-    without one (from MLM) leaves a GLUE model's pooler dense. The `bert.` prefix follows the
-    target. Every other prunable matrix of the target must be in the mask with the same shape.
+    The one difference allowed is the pooler: a mask found with --keep-pooler has no pooler entry
+    and leaves the target's pooler dense, and a target model without a pooler (a bare encoder)
+    drops the mask's. The `bert.` prefix follows the target. Every other prunable matrix of the
+    target must be in the mask with the same shape.
     """
     tensors = named_tensors(target_model)
     by_bare = {_bare(name): name for name in tensors}

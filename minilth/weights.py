@@ -223,21 +223,17 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)  # in the model, not in the checkpoint: left as initialised
     unexpected: list[str] = field(default_factory=list)  # in the checkpoint, not in the model: ignored
 
-    def log(self, source: str) -> None:
-        """Logs the mismatches: new heads at INFO, anything else missing or unexpected at WARNING."""
-        new_heads = [k for k in self.missing if k.startswith(HEAD_PREFIXES)]
-        others = [k for k in self.missing if k not in new_heads]
-        if new_heads:
-            log.info("%s: newly initialised head tensors: %s", source, ", ".join(new_heads))
+    def log(self, source: str, unused: tuple = ()) -> None:
+        """Logs the mismatches: new heads and `unused` tensors (never read by the model's head) at INFO,
+        anything else missing or unexpected at WARNING."""
+        quiet = [k for k in self.missing if k.startswith(HEAD_PREFIXES) or k in unused]
+        others = [k for k in self.missing if k not in quiet]
+        if quiet:
+            log.info("%s: newly initialised head (or unused) tensors: %s", source, ", ".join(quiet))
         if others:
             log.warning("%s: missing from the checkpoint, left initialised: %s", source, ", ".join(others))
-        # a model without a pooler (MLM, SQuAD, as in Hugging Face) never reads the checkpoint's
-        pooler = [k for k in self.unexpected if ".pooler." in k or k.startswith("pooler.")]
-        if pooler:
-            log.info("%s: pooler not used by this head: %s", source, ", ".join(pooler))
-        if len(pooler) < len(self.unexpected):
-            others = [k for k in self.unexpected if k not in pooler]
-            log.warning("%s: unused tensors in the checkpoint: %s", source, ", ".join(others))
+        if self.unexpected:
+            log.warning("%s: unused tensors in the checkpoint: %s", source, ", ".join(self.unexpected))
 
 
 def normalize_names(state: dict[str, torch.Tensor], prefixed: bool) -> dict[str, torch.Tensor]:
@@ -298,7 +294,7 @@ def from_pretrained(name_or_path: str | Path = "bert-base-uncased", head: str = 
     report = load_into(model, read_weights(weights_file))
     if not report.loaded:
         raise CheckpointError(f"nothing in {path} matches a BERT model: is it a BERT checkpoint?")
-    report.log(str(path))
+    report.log(str(path), unused=model.unused_tensors)
     model.load_report = report
     return model.eval()
 

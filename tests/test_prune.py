@@ -56,6 +56,19 @@ def test_prunable_names_are_the_papers_73_matrices_with_and_without_prefix():
         prunable_names(nn.Linear(3, 3))
 
 
+@pytest.mark.parametrize("head", ["classification", "regression", "span", "mlm", "pretraining"])
+def test_every_task_kind_prunes_the_papers_85_524_480_weights_of_bert_base(head):
+    """The reference keeps an unused pooler in its QA and MLM models and prunes it (LT_squad.py:107,
+    LT_pretrain.py:164): every row of the paper has one denominator. --keep-pooler leaves 72 matrices."""
+    from minilth.model import BertConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(BertConfig(), head)  # BERT-base's shape; its values do not matter here
+    count = lambda names: sum(model.get_parameter(name).numel() for name in names)  # noqa: E731
+    assert len(prunable_names(model)) == 73 and count(prunable_names(model)) == 85_524_480
+    assert count(prunable_names(model, include_pooler=False)) == 84_934_656
+
+
 def test_pooler_magnitude_ratio_flags_minilms_untrained_pooler(minilm_path):
     from minilth.weights import read_weights
 

@@ -8,8 +8,8 @@ import torch
 
 import minilth.transfer as transfer_module
 from minilth.errors import MinilthError
-from minilth.model import BertConfig, build_model
-from minilth.prune import Mask, MaskError, prunable_names
+from minilth.model import BertConfig, BertModel, build_model
+from minilth.prune import Mask, MaskError, prunable_names, random_prune
 from minilth.tasks import get_task
 from minilth.ticket import Experiment, TicketConfig, find_ticket, fresh_model, load_task_data
 from minilth.train import finetune
@@ -43,15 +43,17 @@ def test_pooler_is_dropped_or_left_dense_and_other_models_are_refused():
     glue, squad, mlm = (build_model(config, head) for head in ("classification", "span", "mlm"))
     glue_mask = random_mask(glue)
     assert POOLER in glue_mask
-    for target in (squad, mlm):  # no pooler there
+    for target in (squad, mlm):  # an unused pooler there, prunable as in the reference code
         moved = transfer_mask(glue_mask, target)
-        assert POOLER not in moved and moved.names() == prunable_names(target)
+        assert moved.names() == prunable_names(target) and POOLER in moved
         assert all(torch.equal(moved[name], glue_mask[name]) for name in moved)
-    mlm_mask = random_mask(mlm)
-    moved = transfer_mask(mlm_mask, glue)
-    assert POOLER not in moved and moved.names() == mlm_mask.names()  # the pooler stays dense
+    kept_pooler = random_prune(glue, Mask.dense(glue, prunable_names(glue, include_pooler=False)), 0.3)
+    moved = transfer_mask(kept_pooler, mlm)
+    assert POOLER not in moved and moved.names() == kept_pooler.names()  # the pooler stays dense
     bare = transfer_mask(glue_mask, build_model(config, "base"))  # names without the bert. prefix
     assert "pooler.dense.weight" in bare and torch.equal(bare["pooler.dense.weight"], glue_mask[POOLER])
+    no_pooler = transfer_mask(glue_mask, BertModel(config, add_pooling_layer=False))
+    assert len(no_pooler) == len(glue_mask) - 1 and "pooler.dense.weight" not in no_pooler
 
     deeper = build_model(BertConfig(**{**TINY, "num_hidden_layers": 3}), "classification")
     with pytest.raises(MaskError, match="mask was made for another model: 6 prunable target matrices the mask lacks"):
@@ -118,15 +120,13 @@ def test_mlm_ticket_on_a_raw_corpus_transfers_to_glue(tiny_checkpoint, glue_dir,
     assert [r.sparsity for r in rounds] == [0.0, 0.1]
     assert {"accuracy", "perplexity"} <= set(rounds[1].metrics[0])
     mask, _ = find_mask(tmp_path / "mlm")
-    assert POOLER not in mask and len(mask) == 12 and abs(mask.num_pruned - 0.1 * mask.num_total) <= 0.5
+    assert POOLER in mask and len(mask) == 13 and abs(mask.num_pruned - 0.1 * mask.num_total) <= 0.5
 
     rte = TicketConfig(task="rte", model=str(tiny_checkpoint), data_dir=str(glue_dir), max_train_examples=8,
                        max_eval_examples=8, epochs=1, batch_size=8, device="cpu")
     target = fresh_model(rte, get_task("rte"), seed=0)
-    pooler_before = target.state_dict()[POOLER].clone()
     moved = transfer_mask(mask, target)
-    moved.apply_to(target)
-    assert torch.equal(target.state_dict()[POOLER], pooler_before)  # left dense
+    assert moved == Mask({name: mask[name] for name in mask})  # the same 73-style set, pooler included
     metrics = transfer(mask, "rte", rte, seed=0, progress=False)
     assert set(metrics) == {"acc", "acc_se", "acc_chance"} and 0.0 <= metrics["acc"] <= 1.0
 
