@@ -5,6 +5,9 @@ The defaults reproduce the paper: bert-base-uncased, the task's fine-tuning hype
 weights. Flags make it a classroom run, e.g.
 
     python -m minilth.find_ticket --task stsb --model all-MiniLM-L6-v2 --target-sparsity 0.5 --epochs 1
+    python -m minilth.find_ticket --task stsb --model all-MiniLM-L6-v2 --structure heads_and_neurons ...
+
+(the second prunes whole attention heads and feed-forward neurons: a structured ticket, structured.py).
 
 Every flag is a field of ticket.TicketConfig (its help and default are declared there).
 Run the same command again after an interruption: it resumes from the last finished round.
@@ -46,7 +49,7 @@ def run(args) -> int:
     started = time.perf_counter()
     distributed.start(config.device)  # under torchrun: join the other ranks
     rounds = find_ticket(config, output, progress=not args.quiet)
-    summary = summarize(rounds, get_task(config.task))
+    summary = summarize(rounds, get_task(config.task), config.structure)
     print(format_table(summary))
     if len(rounds) > 1:
         print("\n".join(verdict_lines(summary)))
