@@ -36,7 +36,7 @@ from .settings import add_arguments, add_command_options
 from .structured import random_structured_mask
 from .tasks import Task
 from .ticket import (Experiment, Round, TicketConfig, TicketRun, fresh_model, load_task_data, prune, pruned_counts,
-                     read_run, rewind_point, train_subnetwork)
+                     read_run, rewind_point, train_subnetwork, write_summary)
 
 CONTROLS = {
     "random_pruning": "random mask of the same global sparsity over the same prunable set",
@@ -231,8 +231,19 @@ def run_controls(imp_run: TicketRun | str | Path, sparsity: float | None = None,
     if todo and not run.data:
         with distributed.rank_0_first():
             run.data = load_task_data(run.config, run.task, progress)
-    return {control: [run_one_control(run, imp.mask, control, seed, folder, progress) for seed in seeds]
-            for control in controls}
+    results = {control: [run_one_control(run, imp.mask, control, seed, folder, progress) for seed in seeds]
+               for control in controls}
+    write_summary(run.folder, run.rounds, run.task, run.config.structure,
+                  controls=stored_results(folder.parent))  # the curve with them
+    return results
+
+
+def stored_results(root: Path) -> dict[str, list[dict]]:
+    """Returns {control: [result, ...]} of every finished control under a controls folder, at any sparsity."""
+    results = {}
+    for path in sorted(root.glob("sparsity_*/*/seed_*.json")):
+        results.setdefault(path.parent.name, []).append(json.loads(path.read_text()))
+    return results
 
 
 def run_one_control(run: TicketRun, imp_mask: Mask, control: str, seed: int, folder: Path,

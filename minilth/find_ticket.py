@@ -5,9 +5,10 @@ The defaults reproduce the paper: bert-base-uncased, the task's fine-tuning hype
 weights. Flags make it a classroom run, e.g.
 
     python -m minilth.find_ticket --task stsb --model all-MiniLM-L6-v2 --target-sparsity 0.5 --epochs 1
-    python -m minilth.find_ticket --task stsb --model all-MiniLM-L6-v2 --structure heads_and_neurons ...
+    python -m minilth.find_ticket --preset classroom     # IMP and random pruning, 3 seeds, on 2 CPU cores
+    python -m minilth.find_ticket --preset classroom --structure heads_and_neurons
 
-(the second prunes whole attention heads and feed-forward neurons: a structured ticket, structured.py).
+(the last prunes whole attention heads and feed-forward neurons: a structured ticket, structured.py).
 
 Every flag is a field of ticket.TicketConfig (its help and default are declared there).
 Run the same command again after an interruption: it resumes from the last finished round.
@@ -21,9 +22,11 @@ import time
 
 from . import distributed
 from .errors import run_cli
-from .settings import add_arguments, add_command_options, from_arguments
+from .settings import SettingsError, add_arguments, add_command_options, from_arguments
 from .tasks import get_task
-from .ticket import Experiment, TicketConfig, find_ticket, format_table, summarize, verdict_lines
+from .controls import CONTROLS, controls_folder, round_at, run_controls, table2_results, write_table2
+from .report import SETTING_LABELS, table2
+from .ticket import PRESETS, Experiment, TicketConfig, find_ticket, format_table, read_run, summarize, verdict_lines
 from .train import FinetuneSettings
 
 
@@ -31,9 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m minilth.find_ticket",
         description="Find a lottery ticket in pre-trained BERT by iterative magnitude pruning (IMP) with "
-                    "rewinding. Every round writes its mask and metrics to --output; rerun to resume.")
-    add_arguments(parser, TicketConfig, order=(Experiment, TicketConfig, FinetuneSettings))
+                    "rewinding. Every round writes its mask and metrics to --output; rerun to resume.",
+        epilog="presets: " + "; ".join(f"{name}: {preset.help}" for name, preset in PRESETS.items()))
+    add_arguments(parser, TicketConfig, order=(Experiment, TicketConfig, FinetuneSettings), optional=True)
     add_command_options(parser, output="runs/<task>")
+    parser.add_argument("--preset", choices=list(PRESETS), help="a named run (see below); flags given replace its values")
+    parser.add_argument("--controls", nargs="*", default=None, choices=list(CONTROLS), metavar="CONTROL",
+                        help=f"then run these controls at the last sparsity and print Table 2: {', '.join(CONTROLS)}")
     return parser
 
 
@@ -44,8 +51,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args) -> int:
-    config = from_arguments(TicketConfig, args)
-    output = args.output or f"runs/{config.task}"
+    preset = PRESETS[args.preset] if args.preset else None
+    if preset is None and not hasattr(args, "task"):
+        raise SettingsError(f"give --task (or a --preset: {', '.join(PRESETS)})")
+    config = from_arguments(TicketConfig, args, defaults=preset.settings if preset else None)
+    controls = args.controls if args.controls is not None else (preset.controls if preset else ())
+    output = args.output or f"runs/{args.preset or config.task}"
     started = time.perf_counter()
     distributed.start(config.device)  # under torchrun: join the other ranks
     rounds = find_ticket(config, output, progress=not args.quiet)
@@ -53,8 +64,26 @@ def run(args) -> int:
     print(format_table(summary))
     if len(rounds) > 1:
         print("\n".join(verdict_lines(summary)))
+    if controls and len(rounds) > 1:
+        print_controls(output, controls, progress=not args.quiet)
     print(f"{time.perf_counter() - started:.0f} s; results in {output}")
     return 0
+
+
+def print_controls(output: str, controls: list[str], progress: bool) -> None:
+    """Runs the controls at the run's last sparsity and prints Table 2 and how far IMP stands from each."""
+    run = read_run(output, progress, with_data=False)
+    imp = round_at(run)
+    results = run_controls(run, imp.sparsity, controls, progress=progress, echo=None)
+    rows = table2(table2_results(run, imp, results), run.task, imp.sparsity)
+    print(write_table2(rows, run.task, controls_folder(run.folder / "controls", imp.sparsity)))
+    metric = run.task.ticket_metric
+    by_setting = {row["setting"]: row for row in rows}
+    for name in controls:
+        gap = by_setting["imp"][f"{metric}_mean"] - by_setting[name][f"{metric}_mean"]
+        spread = max(by_setting["imp"][f"{metric}_std"], by_setting[name][f"{metric}_std"])
+        times = f", {gap / spread:.0f} times the larger std over seeds" if spread > 0 else ""
+        print(f"IMP minus {SETTING_LABELS[name].lower()} at {100 * imp.sparsity:.0f}%: {gap:+.2f} points{times}")
 
 
 if __name__ == "__main__":

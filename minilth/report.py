@@ -157,6 +157,40 @@ def transfer_heatmap(matrix: list[list[float]], row_labels: list[str], col_label
     return fig
 
 
+def plot_sparsity_curve(summary: dict, controls: dict[str, list[tuple[float, float]]], path: str | Path,
+                        title: str) -> bool:
+    """Plots a ticket summary's metric against sparsity: the IMP curve (mean ± std over seeds), the dense
+    model's band (± its noise), and each control's runs ({name: [(sparsity, metric), ...]}) beside them;
+    returns False when matplotlib is absent."""
+    fig = new_figure(figsize=(5.5, 3.8))
+    if fig is None:
+        return False
+    ax = fig.subplots()
+    rows = summary["rounds"]
+    ax.axhspan(summary["dense_mean"] - summary["noise"], summary["dense_mean"] + summary["noise"], color="tab:gray",
+               alpha=0.2, label="dense ± noise")
+    ax.axhline(summary["dense_mean"], color="tab:gray", lw=1)
+    # actual_sparsity: the fraction of prunable weights, also for a structured run (whose "sparsity" counts units)
+    structure = summary.get("structure", "unstructured")
+    ax.errorbar([100 * r.get("actual_sparsity", r["sparsity"]) for r in rows], [r["mean"] for r in rows],
+                yerr=[r["std"] for r in rows], marker="o", capsize=3,
+                label="IMP subnetwork" + ("" if structure == "unstructured" else f" ({structure})"))
+    for (name, points), marker in zip(controls.items(), "sDv^P*X"):
+        by_sparsity = {}
+        for sparsity, value in points:
+            by_sparsity.setdefault(round(sparsity, 4), []).append(value)
+        x = sorted(by_sparsity)
+        stats = [describe(by_sparsity[s]) for s in x]
+        ax.errorbar([100 * s for s in x], [d["mean"] for d in stats], yerr=[d["std"] for d in stats], marker=marker,
+                    ls="none", capsize=3, label=SETTING_LABELS.get(name, name))
+    ax.set_xlabel("sparsity of the prunable weights (%)")
+    ax.set_ylabel(summary["metric"])
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="best", fontsize=8)
+    save_figure(fig, path)
+    return True
+
+
 def new_figure(figsize: tuple[float, float]):
     """Returns a matplotlib Figure, or None when matplotlib is not installed (plots are optional).
 

@@ -89,11 +89,16 @@ def add_command_options(parser: argparse.ArgumentParser, output: str) -> None:
     group.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def from_arguments(cls, args: argparse.Namespace, **extra):
-    """Returns an instance of `cls` from the parsed flags that belong to it, plus `extra` values."""
+def from_arguments(cls, args: argparse.Namespace, defaults: dict | None = None, **extra):
+    """Returns an instance of `cls` from the parsed flags that belong to it, over `defaults` (a preset's
+    values, which a flag given on the command line replaces), plus `extra` values."""
     names = {field.name for field in dataclasses.fields(cls)}
     values = {name: value for name, value in vars(args).items() if name in names}
-    return cls(**{**values, **extra})
+    missing = [flag(f.name) for f in dataclasses.fields(cls)
+               if _is_required(f) and f.name not in {**(defaults or {}), **values, **extra}]
+    if missing:
+        raise SettingsError(f"give {', '.join(missing)}")
+    return cls(**{**(defaults or {}), **values, **extra})
 
 
 def to_dict(settings) -> dict:

@@ -39,7 +39,7 @@ from .datasets import load_dataset
 from .errors import MinilthError
 from .prune import (Mask, is_head, magnitude_prune, pooler_magnitude_ratio, prunable_names, rewind, snapshot,
                     sparsity_schedule)
-from .report import describe, new_figure, render_table, save_figure, write_csv
+from .report import describe, plot_sparsity_curve, render_table, write_csv
 from .settings import check, flag, from_dict, setting, to_dict
 from .structured import IMPORTANCES, STRUCTURES, Units, gradient_importance, structured_prune
 from .tasks import TASKS, Task, get_task
@@ -142,6 +142,29 @@ class TicketConfig(Experiment):
     def sparsities(self) -> list[float]:
         """Returns every round's sparsity, round 0's (dense) first: [0.0, 0.1, ..., target]."""
         return [0.0] + sparsity_schedule(self.target_sparsity, self.rate, self.schedule)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named run: TicketConfig values (a flag given on the command line replaces its preset's value) and the
+    controls to run at its last sparsity."""
+
+    help: str
+    settings: dict
+    controls: tuple[str, ...] = ()
+
+
+PRESETS = {
+    # Measured on a 2-core CPU (benchmarks/README.md, "The classroom run"): the levers that keep
+    # STS-B's Pearson within seed noise and make 12 fine-tunings fit a lesson.
+    "classroom": Preset(
+        "STS-B on the real all-MiniLM-L6-v2 with 2 cores: the dense model, IMP to 50% and random pruning at 50%, "
+        "3 seeds each, 1 epoch at lr 1e-4 (MiniLM learns STS-B in one; it stays near chance on RTE), the pooler "
+        "kept dense (MiniLM never trained it), bf16, batches grouped by length",
+        dict(task="stsb", model="all-MiniLM-L6-v2", target_sparsity=0.5, rate=0.25, keep_pooler=True, seeds=[0, 1, 2],
+             epochs=1, learning_rate=1e-4, group_by_length=True, precision="bf16"),
+        controls=("random_pruning",)),
+}
 
 
 # --- the run: its settings, data, folder and finished rounds --------------------------------------
@@ -579,39 +602,23 @@ def verdict_lines(summary: dict) -> list[str]:
             summary["verdict"]]
 
 
-def write_summary(output_dir: Path, rounds: list[Round], task: Task, structure: str = "unstructured") -> dict:
-    """Writes summary.json, summary.csv and (with matplotlib) summary.png; returns the summary."""
+def write_summary(output_dir: Path, rounds: list[Round], task: Task, structure: str = "unstructured",
+                  controls: dict | None = None) -> dict:
+    """Writes summary.json, summary.csv and (with matplotlib) summary.png; returns the summary.
+
+    `controls` ({control: [result, ...]}, as controls.run_controls returns) are drawn beside the
+    IMP curve at their sparsity, as the paper's figures show them. The x axis is the fraction of
+    prunable weights removed, so a structured run and its controls share the unstructured scale.
+    """
     summary = summarize(rounds, task, structure)
     files.write_text(output_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     write_csv(summary["rounds"], output_dir / "summary.csv")
-    if not plot_summary(summary, output_dir / "summary.png"):
+    points = {name: [(r["sparsity"], r["metrics"][summary["metric"]]) for r in results]
+              for name, results in (controls or {}).items()}
+    title = f"{task.display_name}: IMP subnetworks against the dense model"
+    if not plot_sparsity_curve(summary, points, output_dir / "summary.png", title):
         logger.warning("summary.png not written: matplotlib is not installed (pip install matplotlib)")
     return summary
-
-
-def plot_summary(summary: dict, path: Path) -> bool:
-    """Plots the metric against the fraction of prunable weights removed, with the dense band (structured and
-    unstructured runs on one scale); returns False when matplotlib is absent."""
-    fig = new_figure(figsize=(5, 3.5))
-    if fig is None:
-        return False
-    ax = fig.subplots()
-    rows = summary["rounds"]
-    x = [100 * r["actual_sparsity"] for r in rows]
-    y = [r["mean"] for r in rows]
-    err = [r["std"] for r in rows]
-    band = (summary["dense_mean"] - summary["noise"], summary["dense_mean"] + summary["noise"])
-    ax.axhspan(*band, color="tab:gray", alpha=0.2, label="dense ± noise")
-    ax.axhline(summary["dense_mean"], color="tab:gray", lw=1)
-    structure = summary.get("structure", "unstructured")
-    ax.errorbar(x, y, yerr=err, marker="o", capsize=3,
-                label="IMP subnetwork" + ("" if structure == "unstructured" else f" ({structure})"))
-    ax.set_xlabel("sparsity of the prunable weights (%)")
-    ax.set_ylabel(summary["metric"])
-    ax.set_title(f"{get_task(summary['task']).display_name}: IMP subnetworks against the dense model")
-    ax.legend(loc="best")
-    save_figure(fig, path)
-    return True
 
 
 def format_table(summary: dict) -> str:

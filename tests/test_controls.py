@@ -198,3 +198,20 @@ def test_cli_bad_input_is_one_line(imp_run, tmp_path, capsys):
     assert exit_info.value.code == 2
     with pytest.raises(MinilthError, match="unknown control 'lucky_guess'"):
         run_controls(imp_dir, controls=["lucky_guess"], output_dir=tmp_path, echo=None)
+
+
+def test_the_imp_curve_is_drawn_with_its_controls_beside_it(imp_run, tmp_path, monkeypatch):
+    import minilth.ticket as ticket
+
+    drawn, real_plot = [], ticket.plot_sparsity_curve
+    monkeypatch.setattr(ticket, "plot_sparsity_curve",
+                        lambda summary, controls, path, title: drawn.append(controls) or real_plot(summary, controls,
+                                                                                                    tmp_path / "c.png",
+                                                                                                    title))
+    _, imp_dir, rounds = imp_run
+    run_controls(imp_dir, 0.2, controls=["random_pruning", "oneshot"], seeds=[3], output_dir=tmp_path / "c",
+                 progress=False, echo=None)
+    assert set(drawn[-1]) == {"random_pruning", "oneshot"}
+    (sparsity, value), = drawn[-1]["random_pruning"]
+    assert sparsity == rounds[2].mask.sparsity and 0 <= value <= 1
+    assert (tmp_path / "c.png").stat().st_size > 0

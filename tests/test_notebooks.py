@@ -20,7 +20,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 TUTORIALS = REPOSITORY / "tutorials"
 NOTEBOOKS = [
     "01_bert_from_scratch.ipynb",
-    "02_finetuning_rte.ipynb",
+    "02_finetuning.ipynb",
     "03_one_round_of_imp.ipynb",
     "04_finding_a_ticket.ipynb",
     "05_is_it_a_winning_ticket.ipynb",

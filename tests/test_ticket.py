@@ -226,11 +226,12 @@ def test_rewinding_to_theta_i_starts_the_later_rounds_at_step_i_from_theta_i(
 
 
 def test_without_matplotlib_the_summary_says_the_plot_is_missing(tiny_rte_imp_run, tmp_path, monkeypatch, caplog):
+    import minilth.report as report
     import minilth.ticket as ticket
     from minilth.tasks import get_task
 
     _, output = tiny_rte_imp_run
-    monkeypatch.setattr(ticket, "new_figure", lambda figsize: None)  # what report.new_figure gives without it
+    monkeypatch.setattr(report, "new_figure", lambda figsize: None)  # what it gives without matplotlib
     ticket.write_summary(tmp_path, ticket.read_run(output, with_data=False).rounds, get_task("rte"))
     assert (tmp_path / "summary.csv").exists() and not (tmp_path / "summary.png").exists()
     assert "summary.png not written: matplotlib is not installed" in caplog.text
@@ -290,3 +291,23 @@ def test_one_seed_uses_the_dev_sets_sampling_error_and_seeds_their_spread():
     three = summarize(rounds_of([0.80, 0.82, 0.78], [0.785] * 3, [0.81] * 3, se=0.01, chance=0.5), get_task("rte"))
     assert three["noise"] == pytest.approx(0.02) and "over 3 seeds" in three["noise_rule"]
     assert three["ticket_within_noise"] == 0.5 and three["ticket_at_least_dense"] == 0.5
+
+
+def test_the_classroom_preset_runs_imp_and_random_pruning_and_prints_both_verdicts(
+        tiny_checkpoint, glue_dir, tmp_path, capsys):
+    output = tmp_path / "classroom"
+    tiny = ["--model", str(tiny_checkpoint), "--data-dir", str(glue_dir), "--max-train-examples", "16",
+            "--max-eval-examples", "16", "--batch-size", "8", "--device", "cpu", "--quiet", "--output", str(output)]
+    assert main(["--preset", "classroom", *tiny]) == 0
+    out = capsys.readouterr().out
+    config = json.loads((output / "config.json").read_text())
+    assert (config["task"], config["seeds"], config["target_sparsity"], config["keep_pooler"]) == ("stsb", [0, 1, 2],
+                                                                                                     0.5, True)
+    assert config["model"] == str(tiny_checkpoint)  # a flag given replaces the preset's value
+    assert "winning ticket (within noise of dense" in out and "(at least dense)" in out
+    for label in ("Full model (dense)", "IMP", "Random pruning"):
+        assert label in out
+    assert "IMP minus random pruning at 50%" in out
+    assert len(list((output / "controls" / "sparsity_0.50" / "random_pruning").glob("seed_*.json"))) == 3
+    assert main(["--output", str(tmp_path / "nothing")]) == 2
+    assert "give --task (or a --preset: classroom)" in capsys.readouterr().err
