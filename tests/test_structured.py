@@ -319,12 +319,16 @@ def test_a_structured_ticket_prunes_exact_counts_of_heads_and_neurons_each_round
     assert round_masks(interrupted) == masks
 
 
-def test_structured_controls_prune_as_many_units_as_the_structured_ticket(tiny_checkpoint, glue_dir, tmp_path, capsys):
-    """The classroom preset with --structure: IMP, then random structured pruning at 50%, Table 2; the other controls
-    of a structured run (gradient importance) prune whole units too, as many of each kind as IMP."""
-    output = tmp_path / "classroom"
-    tiny = structured_args(tiny_checkpoint, glue_dir, output, "--seeds", "0", "1", "--importance", "gradient")
-    tiny = [arg for arg in tiny if arg not in ("--task", "stsb", "--target-sparsity", "0.5", "--rate", "0.25")]
+def test_structured_controls_prune_as_many_units_as_the_structured_ticket(tiny_checkpoint, glue_dir, tmp_path, capsys,
+                                                                          monkeypatch):
+    """The classroom preset with --structure: IMP, then random structured pruning at 50%, Table 2, in its own default
+    folder; the other controls of a structured run (gradient importance) prune whole units too, as many of each kind
+    as IMP."""
+    monkeypatch.chdir(tmp_path)
+    output = tmp_path / "runs" / "classroom_heads_and_neurons"  # not runs/classroom, the unstructured run's
+    tiny = structured_args(tiny_checkpoint, glue_dir, "-", "--seeds", "0", "1", "--importance", "gradient")
+    tiny = [arg for arg in tiny if arg not in ("--task", "stsb", "--target-sparsity", "0.5", "--rate", "0.25",
+                                               "--output", "-")]
     assert find_ticket_main(["--preset", "classroom", *tiny, "--controls", "random_pruning"]) == 0
     out = capsys.readouterr().out
     assert "Random pruning" in out and "IMP minus random pruning at 50%" in out and "units removed" in out
