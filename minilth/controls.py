@@ -6,6 +6,10 @@
     standard_pruning(run, imp_mask, seed=0)                      # prune and keep training, no rewinding
     oneshot_mask(model, imp_mask)                                # magnitude pruning of theta_0 itself
 
+A structured run's controls (`--structure`: whole heads and neurons) are structured too: random
+pruning removes as many heads and as many neurons as its IMP mask, at random; one-shot and
+standard pruning rank units as the run does; random re-initialisation is unchanged.
+
 Every control is fine-tuned exactly as an IMP round is (`ticket.train_subnetwork`: the run's
 settings, the head drawn from the seed, from the round's starting weights theta_0 or theta_i).
 `run_controls` does all of them for an IMP output folder, writing each (control, seed) result as
@@ -26,13 +30,13 @@ from torch import nn
 
 from . import distributed, files
 from .errors import MinilthError, run_cli
-from .prune import (Mask, magnitude_prune, named_tensors, oneshot_prune, random_prune, rewind, snapshot,
-                    sparsity_schedule)
+from .prune import Mask, named_tensors, oneshot_prune, random_prune, rewind, snapshot, sparsity_schedule
 from .report import format_table2, table2, write_csv
 from .settings import add_arguments, add_command_options
+from .structured import random_structured_mask
 from .tasks import Task
-from .ticket import (Experiment, Round, TicketConfig, TicketRun, fresh_model, load_task_data, read_run,
-                     rewind_point, train_subnetwork, write_summary)
+from .ticket import (Experiment, Round, TicketConfig, TicketRun, fresh_model, load_task_data, prune, pruned_counts,
+                     read_run, rewind_point, train_subnetwork, write_summary)
 
 CONTROLS = {
     "random_pruning": "random mask of the same global sparsity over the same prunable set",
@@ -52,8 +56,11 @@ class ControlError(MinilthError, ValueError):
 # --- the masks and weights of each control ---------------------------------------------------------
 
 
-def random_pruning_mask(model, imp_mask: Mask, seed: int, layerwise: bool = False) -> Mask:
-    """Returns a random mask over the same tensors as the IMP mask, as many weights pruned (layerwise: per tensor)."""
+def random_pruning_mask(model, imp_mask: Mask, seed: int, layerwise: bool = False, structured: bool = False) -> Mask:
+    """Returns a random mask over the same tensors as the IMP mask, as many weights pruned (layerwise: per tensor);
+    `structured`: as many whole heads and as many neurons (layerwise: per layer)."""
+    if structured:
+        return random_structured_mask(imp_mask, model.config.num_attention_heads, seed, layerwise)
     dense = Mask.dense(model, imp_mask.names())
     if layerwise:
         return random_prune(model, dense, layerwise_like=imp_mask, seed=seed)
@@ -115,7 +122,7 @@ def run_random_pruning(run: TicketRun, imp_mask: Mask, seed: int, layerwise: boo
                        progress: bool = True) -> tuple[Mask, dict]:
     """Returns (mask, metrics) of a random mask at the IMP mask's sparsity, fine-tuned like an IMP round."""
     model = starting_model(run, seed)
-    mask = random_pruning_mask(model, imp_mask, seed, layerwise)
+    mask = random_pruning_mask(model, imp_mask, seed, layerwise, run.config.structured)
     return mask, finetune_control(run, model, mask, seed, progress)
 
 
@@ -128,9 +135,11 @@ def run_random_reinit(run: TicketRun, imp_mask: Mask, seed: int, how: str = "shu
 
 
 def run_oneshot(run: TicketRun, imp_mask: Mask, seed: int, progress: bool = True) -> tuple[Mask, dict]:
-    """Returns (mask, metrics) of one-shot magnitude pruning of the starting weights at the IMP sparsity, fine-tuned."""
+    """Returns (mask, metrics) of pruning the starting weights once, as the run prunes (by magnitude, or its heads
+    and neurons), as much as the IMP mask prunes, fine-tuned."""
     model = starting_model(run, seed)
-    mask = oneshot_mask(model, imp_mask)
+    target = {kind: pruned for kind, (pruned, _) in pruned_counts(run, model, imp_mask).items()}
+    mask = prune(run, model, Mask.dense(model, imp_mask.names()), target)
     return mask, finetune_control(run, model, mask, seed, progress)
 
 
@@ -139,27 +148,30 @@ def standard_pruning(run: TicketRun, imp_mask: Mask, seed: int, progress: bool =
     """Returns (mask, final metrics, per-round records) of pruning without rewinding, on IMP's schedule.
 
     Round 0 fine-tunes the dense model; each later round prunes the previous round's trained
-    weights (globally, by magnitude) and keeps training them from there. The last round reaches
-    exactly the IMP mask's number of pruned weights. With `checkpoint`, the weights and mask after
-    each round are saved there, and an interrupted run continues from the last finished round.
+    weights (globally, by magnitude; or its heads and neurons, as the run prunes) and keeps training
+    them from there. The last round reaches exactly the IMP mask's number of pruned weights (units).
+    With `checkpoint`, the weights and mask after each round are saved there, and an interrupted
+    run continues from the last finished round.
     """
-    target = imp_mask.num_pruned / imp_mask.num_total
-    # The schedule's levels below the target, then the target itself: the last level can be off
-    # by a fraction of a weight from the schedule's value, and must not count as an extra round.
-    below = [s for s in sparsity_schedule(target, run.config.rate, run.config.schedule)
-             if round(s * imp_mask.num_total) < imp_mask.num_pruned]
-    levels = [0.0] + below + [target]
     model = fresh_model(run.config, run.task, seed)
+    counts = pruned_counts(run, model, imp_mask)  # {kind: (pruned, total)}
+    target = {kind: pruned for kind, (pruned, _) in counts.items()}
+    # The schedule's levels below the target, then the target itself: the last level can be off
+    # by a fraction of a weight (unit) from the schedule's value, and must not count as an extra round.
+    below = [s for s in sparsity_schedule(max(p / t for p, t in counts.values()), run.config.rate, run.config.schedule)
+             if {kind: round(s * total) for kind, (_, total) in counts.items()} != target]
+    levels = [0.0] + below + [target]
     mask, state, records = Mask.dense(model, imp_mask.names()), snapshot(model), []
     if checkpoint is not None and checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=True)
         mask, state, records = Mask(saved["flags"]), saved["state"], json.loads(saved["records"])
     for index in range(len(records), len(levels)):
-        if index > 0:
-            mask = magnitude_prune(state, mask, levels[index])
         # The whole previous state (encoder and head) is the starting point: that is "no rewinding".
         model = fresh_model(run.config, run.task, seed)
-        rewind(model, state, mask)
+        rewind(model, state)
+        if index > 0:
+            mask = prune(run, model, mask, levels[index])
+        mask.apply_to(model)
         history = train_subnetwork(run, model, mask, seed, rewound=False, progress=progress)
         state = snapshot(model)
         records.append({"round": index, "sparsity": mask.sparsity, "metrics": history.final})
@@ -221,7 +233,8 @@ def run_controls(imp_run: TicketRun | str | Path, sparsity: float | None = None,
             run.data = load_task_data(run.config, run.task, progress)
     results = {control: [run_one_control(run, imp.mask, control, seed, folder, progress) for seed in seeds]
                for control in controls}
-    write_summary(run.folder, run.rounds, run.task, controls=stored_results(folder.parent))  # the curve with them
+    write_summary(run.folder, run.rounds, run.task, run.config.structure,
+                  controls=stored_results(folder.parent))  # the curve with them
     return results
 
 

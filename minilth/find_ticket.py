@@ -6,6 +6,9 @@ weights. Flags make it a classroom run, e.g.
 
     python -m minilth.find_ticket --task stsb --model all-MiniLM-L6-v2 --target-sparsity 0.5 --epochs 1
     python -m minilth.find_ticket --preset classroom     # IMP and random pruning, 3 seeds, on 2 CPU cores
+    python -m minilth.find_ticket --preset classroom --structure heads_and_neurons
+
+(the last prunes whole attention heads and feed-forward neurons: a structured ticket, structured.py).
 
 Every flag is a field of ticket.TicketConfig (its help and default are declared there).
 Run the same command again after an interruption: it resumes from the last finished round.
@@ -34,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "rewinding. Every round writes its mask and metrics to --output; rerun to resume.",
         epilog="presets: " + "; ".join(f"{name}: {preset.help}" for name, preset in PRESETS.items()))
     add_arguments(parser, TicketConfig, order=(Experiment, TicketConfig, FinetuneSettings), optional=True)
-    add_command_options(parser, output="runs/<task>")
+    add_command_options(parser, output="runs/<task> or runs/<preset>, + _<structure> for a structured run")
     parser.add_argument("--preset", choices=list(PRESETS), help="a named run (see below); flags given replace its values")
     parser.add_argument("--controls", nargs="*", default=None, choices=list(CONTROLS), metavar="CONTROL",
                         help=f"then run these controls at the last sparsity and print Table 2: {', '.join(CONTROLS)}")
@@ -53,11 +56,12 @@ def run(args) -> int:
         raise SettingsError(f"give --task (or a --preset: {', '.join(PRESETS)})")
     config = from_arguments(TicketConfig, args, defaults=preset.settings if preset else None)
     controls = args.controls if args.controls is not None else (preset.controls if preset else ())
-    output = args.output or f"runs/{args.preset or config.task}"
+    # a structured run gets its own default folder: it is compared with the unstructured one, not resumed from it
+    output = args.output or f"runs/{args.preset or config.task}" + (f"_{config.structure}" if config.structured else "")
     started = time.perf_counter()
     distributed.start(config.device)  # under torchrun: join the other ranks
     rounds = find_ticket(config, output, progress=not args.quiet)
-    summary = summarize(rounds, get_task(config.task))
+    summary = summarize(rounds, get_task(config.task), config.structure)
     print(format_table(summary))
     if len(rounds) > 1:
         print("\n".join(verdict_lines(summary)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -37,6 +37,11 @@ class BertConfig:
     layer_norm_eps: float = 1e-12  # BERT's (TF's) LayerNorm epsilon
     pad_token_id: int = 0  # [PAD]
     unpad: bool = True  # compute on the real tokens only (PackedTokens); False: on the padded batch, as Hugging Face
+    # A model with heads or feed-forward neurons removed (structured.shrink): the heads removed from
+    # each layer, as original indices ({layer: [heads]}, transformers' convention, which loads it), and
+    # each layer's feed-forward width (minilth's key; None: intermediate_size in every layer).
+    pruned_heads: dict[int, list[int]] = field(default_factory=dict)
+    intermediate_sizes: list[int] | None = None
 
     def __post_init__(self):
         # checked here, not where a value is first used: a config.json comes from anywhere, and a
@@ -56,6 +61,41 @@ class BertConfig:
                                   f"num_attention_heads {self.num_attention_heads}")
         if not isinstance(self.hidden_act, str) or self.hidden_act not in ACTIVATIONS:
             raise CheckpointError(f"hidden_act {self.hidden_act!r} is not supported; use one of {sorted(ACTIVATIONS)}")
+        self.pruned_heads = self._checked_pruned_heads()
+        sizes = self.intermediate_sizes
+        if sizes is not None and not (isinstance(sizes, list) and len(sizes) == self.num_hidden_layers
+                                      and all(_is_whole(size) and size >= 0 for size in sizes)):
+            raise CheckpointError(f"intermediate_sizes must be a list of num_hidden_layers ({self.num_hidden_layers}) "
+                                  f"whole numbers of at least 0, one feed-forward width per layer, got {sizes!r}")
+
+    def _checked_pruned_heads(self) -> dict[int, list[int]]:
+        """Returns pruned_heads with int layer keys (JSON's are strings) and sorted heads, after checking them."""
+        heads = self.pruned_heads
+        if not isinstance(heads, dict):
+            raise CheckpointError(f'pruned_heads must map layer indices to lists of removed heads, e.g. '
+                                  f'{{"0": [2, 5]}}, got {heads!r}')
+        checked = {}
+        for key, removed in heads.items():
+            layer = int(key) if isinstance(key, str) and key.isdigit() else key
+            if not (_is_whole(layer) and 0 <= layer < self.num_hidden_layers):
+                raise CheckpointError(f"pruned_heads has layer {key!r}, not a layer index in "
+                                      f"[0, num_hidden_layers {self.num_hidden_layers})")
+            heads_ok = isinstance(removed, list) and all(_is_whole(h) and 0 <= h < self.num_attention_heads
+                                                         for h in removed)
+            if not (heads_ok and len(set(removed)) == len(removed)):
+                raise CheckpointError(f"pruned_heads of layer {layer} must be distinct head indices in "
+                                      f"[0, num_attention_heads {self.num_attention_heads}), got {removed!r}")
+            if removed:
+                checked[layer] = sorted(removed)
+        return checked
+
+    def num_heads(self, layer: int) -> int:
+        """Returns the number of attention heads layer `layer` has (fewer after heads were removed)."""
+        return self.num_attention_heads - len(self.pruned_heads.get(layer, ()))
+
+    def feedforward_size(self, layer: int) -> int:
+        """Returns layer `layer`'s feed-forward width (narrower after neurons were removed)."""
+        return self.intermediate_size if self.intermediate_sizes is None else self.intermediate_sizes[layer]
 
     @classmethod
     def from_dict(cls, values: dict) -> "BertConfig":
@@ -406,30 +446,31 @@ class BertSelfAttention(nn.Module):
     `tokens` (PaddedTokens or PackedTokens) says how the tokens are laid out and who attends to whom.
     """
 
-    def __init__(self, cfg: BertConfig):
+    def __init__(self, cfg: BertConfig, num_heads: int):
         super().__init__()
         H = cfg.hidden_size
-        self.num_heads = cfg.num_attention_heads
-        self.query = nn.Linear(H, H)
-        self.key = nn.Linear(H, H)
-        self.value = nn.Linear(H, H)
+        self.num_heads, self.head_size = num_heads, H // cfg.num_attention_heads  # nh (this layer's), d
+        self.query = nn.Linear(H, num_heads * self.head_size)
+        self.key = nn.Linear(H, num_heads * self.head_size)
+        self.value = nn.Linear(H, num_heads * self.head_size)
         self.dropout_p = cfg.attention_probs_dropout_prob
 
     def forward(self, x: torch.Tensor, tokens: "PaddedTokens | PackedTokens", first_only: bool = False) -> torch.Tensor:
         """Returns the attention output of every token, or with first_only of each sequence's first token only."""
-        heads = lambda t: t.unflatten(-1, (self.num_heads, -1))  # noqa: E731  (..., H) -> (..., nh, d)
+        heads = lambda t: t.unflatten(-1, (self.num_heads, self.head_size))  # noqa: E731  (..., nh d) -> (..., nh, d)
         queries = tokens.first(x) if first_only else x
         q, k, v = heads(self.query(queries)), heads(self.key(x)), heads(self.value(x))  # (B, T, nh, d) or (N, nh, d)
         dropout_p = self.dropout_p if self.training else 0.0
-        return tokens.attend(q, k, v, dropout_p, first_only).flatten(-2)  # (B, T, H) or (N, H); first_only (B, 1, H)
+        context = tokens.attend(q, k, v, dropout_p, first_only)  # (B, T, nh, d) or (N, nh, d); first_only (B, 1, nh, d)
+        return context.flatten(-2)  # (..., nh d): H unless heads were removed
 
 
 class BertSelfOutput(nn.Module):
-    """Attention output projection, dropout, residual and LayerNorm."""
+    """Attention output projection (from the heads' nh x d values to H), dropout, residual and LayerNorm."""
 
-    def __init__(self, cfg: BertConfig):
+    def __init__(self, cfg: BertConfig, in_features: int):
         super().__init__()
-        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.dense = nn.Linear(in_features, cfg.hidden_size)
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = Dropout(cfg.hidden_dropout_prob)
 
@@ -438,10 +479,10 @@ class BertSelfOutput(nn.Module):
 
 
 class BertAttention(nn.Module):
-    def __init__(self, cfg: BertConfig):
+    def __init__(self, cfg: BertConfig, num_heads: int):
         super().__init__()
-        self.self = BertSelfAttention(cfg)  # `self.self`: the checkpoint's name (attention.self.query)
-        self.output = BertSelfOutput(cfg)
+        self.self = BertSelfAttention(cfg, num_heads)  # `self.self`: the checkpoint's name (attention.self.query)
+        self.output = BertSelfOutput(cfg, num_heads * self.self.head_size)
 
     def forward(self, x: torch.Tensor, tokens: "PaddedTokens | PackedTokens", first_only: bool = False) -> torch.Tensor:
         residual = tokens.first(x) if first_only else x
@@ -449,29 +490,28 @@ class BertAttention(nn.Module):
 
 
 class BertIntermediate(nn.Module):
-    def __init__(self, cfg: BertConfig):
+    def __init__(self, cfg: BertConfig, width: int):
         super().__init__()
-        self.dense = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+        self.dense = nn.Linear(cfg.hidden_size, width)
         self.act = ACTIVATIONS[cfg.hidden_act]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.dense(x))  # (B, T, 4H) or (N, 4H)
+        return self.act(self.dense(x))  # (B, T, I) or (N, I); I = 4H unless neurons were removed
 
 
 class BertOutput(BertSelfOutput):
-    """Feed-forward down-projection, dropout, residual and LayerNorm."""
-
-    def __init__(self, cfg: BertConfig):
-        super().__init__(cfg)
-        self.dense = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
+    """Feed-forward down-projection (from the layer's I neurons to H), dropout, residual and LayerNorm."""
 
 
 class BertLayer(nn.Module):
-    def __init__(self, cfg: BertConfig):
+    """One transformer layer; its number of heads and feed-forward width come from the config (structured pruning
+    may leave each layer with its own)."""
+
+    def __init__(self, cfg: BertConfig, index: int):
         super().__init__()
-        self.attention = BertAttention(cfg)
-        self.intermediate = BertIntermediate(cfg)
-        self.output = BertOutput(cfg)
+        self.attention = BertAttention(cfg, cfg.num_heads(index))
+        self.intermediate = BertIntermediate(cfg, cfg.feedforward_size(index))
+        self.output = BertOutput(cfg, cfg.feedforward_size(index))
 
     def forward(self, x: torch.Tensor, tokens: "PaddedTokens | PackedTokens", first_only: bool = False) -> torch.Tensor:
         x = self.attention(x, tokens, first_only)
@@ -481,7 +521,7 @@ class BertLayer(nn.Module):
 class BertEncoder(nn.Module):
     def __init__(self, cfg: BertConfig):
         super().__init__()
-        self.layer = nn.ModuleList(BertLayer(cfg) for _ in range(cfg.num_hidden_layers))
+        self.layer = nn.ModuleList(BertLayer(cfg, index) for index in range(cfg.num_hidden_layers))
 
     def forward(self, x: torch.Tensor, tokens: "PaddedTokens | PackedTokens", first_only: bool = False) -> torch.Tensor:
         """Returns the last layer's output; with first_only, of each sequence's first token ([CLS]) only.

@@ -170,8 +170,11 @@ def plot_sparsity_curve(summary: dict, controls: dict[str, list[tuple[float, flo
     ax.axhspan(summary["dense_mean"] - summary["noise"], summary["dense_mean"] + summary["noise"], color="tab:gray",
                alpha=0.2, label="dense ± noise")
     ax.axhline(summary["dense_mean"], color="tab:gray", lw=1)
-    ax.errorbar([100 * r["sparsity"] for r in rows], [r["mean"] for r in rows], yerr=[r["std"] for r in rows],
-                marker="o", capsize=3, label="IMP subnetwork")
+    # actual_sparsity: the fraction of prunable weights, also for a structured run (whose "sparsity" counts units)
+    structure = summary.get("structure", "unstructured")
+    ax.errorbar([100 * r.get("actual_sparsity", r["sparsity"]) for r in rows], [r["mean"] for r in rows],
+                yerr=[r["std"] for r in rows], marker="o", capsize=3,
+                label="IMP subnetwork" + ("" if structure == "unstructured" else f" ({structure})"))
     for (name, points), marker in zip(controls.items(), "sDv^P*X"):
         by_sparsity = {}
         for sparsity, value in points:

@@ -7,7 +7,8 @@ Round k starts from a mask m_k (round 0's prunes nothing) and does three things:
     train    fine-tune the subnetwork on the task, once per seed; pruned weights stay zero
     prune    m_k+1  <- drop the smallest-magnitude weights the mask still keeps, globally over the
                        prunable matrices, until the next sparsity of the schedule (10% of the
-                       original weights more per round, by default)
+                       original weights more per round, by default); or, with `structure`, the
+                       least important whole heads and feed-forward neurons (structured.py)
 
 `imp_round` is exactly that, and `find_ticket` runs rounds until the target sparsity. Round 0's
 fine-tuning is the dense baseline a ticket is judged against (same seeds, same data). The first
@@ -40,14 +41,18 @@ from .prune import (Mask, is_head, magnitude_prune, pooler_magnitude_ratio, prun
                     sparsity_schedule)
 from .report import describe, plot_sparsity_curve, render_table, write_csv
 from .settings import check, flag, from_dict, setting, to_dict
+from .structured import IMPORTANCES, STRUCTURES, Units, gradient_importance, structured_prune
 from .tasks import TASKS, Task, get_task
-from .train import FinetuneSettings, History, choose_device, finetune, model_for_task, training_steps
+from .train import (FinetuneSettings, History, choose_device, finetune, first_batches, model_for_task,
+                    training_steps)
 from .weights import load_tokenizer
 
 logger = logging.getLogger(__name__)
 
 
 # --- settings -------------------------------------------------------------------------------------
+
+GRADIENT_BATCHES = 8  # --importance gradient: batches of the training data its |dLoss/dgate| is summed over
 
 
 @dataclass(kw_only=True)
@@ -97,6 +102,16 @@ class TicketConfig(Experiment):
                                        "than the encoder (sentence-transformers' MiniLM, which never used it: 6x) "
                                        "is then pruned first and almost entirely")
     include_embeddings: bool = setting(False, "prune the embedding matrices too (the paper does not)")
+    structure: str = setting("unstructured", "what IMP prunes: single weights (the paper), or whole attention heads "
+                                             "and/or feed-forward neurons; then the sparsity is the fraction of the "
+                                             "heads and of the neurons removed, each ranked over the whole model "
+                                             "(summary.csv's actual_sparsity: the fraction of prunable weights)",
+                             choices=tuple(STRUCTURES))
+    importance: str = setting("magnitude", "how structured pruning ranks heads and neurons: magnitude, the L2 norm "
+                                           "of a unit's weights (a head's rows of Q, K, V and columns of the "
+                                           "attention output; a neuron's row and column); gradient, |dLoss/dgate| "
+                                           f"of a gate on each unit over the first {GRADIENT_BATCHES} training "
+                                           "batches, normalised per layer (Michel et al. 2019)", choices=IMPORTANCES)
     lr_decay: str = setting("finetuning", "finetuning: the learning rate decays linearly to 0 within each "
                                           "fine-tuning (BERT's recipe, the reference's dense script); all_rounds: "
                                           "each round restarts a decay that would reach 0 only after every round's "
@@ -109,6 +124,20 @@ class TicketConfig(Experiment):
         check(0.0 < self.rate < 1.0, f"{flag('rate')} must be in (0, 1), got {self.rate}")
         check(0.0 <= self.rewind_at < 1.0,
               f"rewind point must be a fraction of training in [0, 1), got {self.rewind_at}")
+        check(self.structure in STRUCTURES, f"unknown {flag('structure')} '{self.structure}'; use one of "
+                                            f"{', '.join(STRUCTURES)}")
+        check(self.importance in IMPORTANCES, f"unknown {flag('importance')} '{self.importance}'; use one of "
+                                              f"{', '.join(IMPORTANCES)}")
+        check(self.structured or self.importance == "magnitude",
+              f"{flag('importance')} {self.importance} ranks heads and neurons: add {flag('structure')} "
+              f"heads_and_neurons (or heads, or neurons)")
+        check(not (self.structured and self.include_embeddings),
+              f"structured pruning removes heads and neurons, never embeddings: drop {flag('include_embeddings')}")
+
+    @property
+    def structured(self) -> bool:
+        """True when IMP prunes whole heads and/or neurons rather than single weights."""
+        return self.structure != "unstructured"
 
     def sparsities(self) -> list[float]:
         """Returns every round's sparsity, round 0's (dense) first: [0.0, 0.1, ..., target]."""
@@ -223,11 +252,40 @@ def imp_round(run: TicketRun, progress: bool = True) -> Round:
         heads[seed] = head_of(model)
         if pruned_model is None:
             pruned_model = model
-    # 3. Prune: drop the smallest surviving weights of the first seed's trained model, globally.
+    # 3. Prune: drop the smallest surviving weights (or heads and neurons) of the first seed's trained model, globally.
     next_mask = None
     if index + 1 < len(run.sparsities):  # (under torchrun: once, on rank 0, and sent to every rank)
-        next_mask = distributed.on_rank_0(magnitude_prune, pruned_model, mask, run.sparsities[index + 1])
+        next_mask = distributed.on_rank_0(prune, run, pruned_model, mask, run.sparsities[index + 1])
     return Round(index, run.sparsities[index], mask, metrics, time.perf_counter() - started, heads, next_mask)
+
+
+def prune(run: TicketRun, model, mask: Mask, sparsity: float | dict[str, int]) -> Mask:
+    """Returns the mask pruned further as the run prunes: its smallest weights, globally (the paper), or with
+    config.structure its least important heads and/or neurons (structured.structured_prune).
+
+    `sparsity` is the schedule's fraction, or the exact counts `pruned_counts` gives ({"weights": n},
+    or {"heads": n, "neurons": m}) to match another mask.
+    """
+    config = run.config
+    if not config.structured:
+        return magnitude_prune(model, mask, sparsity["weights"] / mask.num_total if isinstance(sparsity, dict)
+                               else sparsity)
+    importance = None
+    if config.importance == "gradient":
+        batch_size = config.for_task(run.task).batch_size
+        device = next(model.parameters()).device
+        importance = gradient_importance(model, first_batches(run.task, run.data[0], batch_size, GRADIENT_BATCHES,
+                                                              device))
+    return structured_prune(model, mask, sparsity, STRUCTURES[config.structure], importance)
+
+
+def pruned_counts(run: TicketRun, model, mask: Mask) -> dict[str, tuple[int, int]]:
+    """Returns (pruned, total) of the mask in the units the run prunes: {"weights": ...}, or per kind of unit
+    {"heads": ..., "neurons": ...} (a structured run's)."""
+    if not run.config.structured:
+        return {"weights": (mask.num_pruned, mask.num_total)}
+    units = Units.of_mask(mask, model.config.num_attention_heads)
+    return {kind: (units.num_pruned(kind), units.num_total(kind)) for kind in STRUCTURES[run.config.structure]}
 
 
 def rewind_point(run: TicketRun, seed: int, theta_0) -> dict:
@@ -382,7 +440,7 @@ def save_round(run: TicketRun, round_: Round) -> None:
     files.write_text(folder / "metrics.json", json.dumps(record, indent=2) + "\n")  # last: the round is done
     run.rounds.append(round_)
     run.mask = round_.next_mask
-    write_summary(run.folder, run.rounds, run.task)
+    write_summary(run.folder, run.rounds, run.task, run.config.structure)
 
 
 def _load_theta_i(run: TicketRun) -> None:
@@ -447,7 +505,9 @@ def describe_plan(run: TicketRun) -> str:
     return "\n".join([
         f"IMP on {task.display_name} from {config.model}: {len(train.features)} training / "
         f"{len(evaluation.features)} eval features, {task.ticket_metric} decides",
-        f"rounds at sparsity {', '.join(f'{100 * s:.0f}%' for s in run.sparsities)}{resumed}",
+        f"rounds at sparsity {', '.join(f'{100 * s:.0f}%' for s in run.sparsities)}{resumed}"
+        + (f": of the {' and of the '.join(STRUCTURES[config.structure])}, ranked by {config.importance}"
+           if config.structured else ""),
         f"{runs} fine-tunings x {steps} steps (batch {settings.batch_size}, {settings.epochs:g} epochs, "
         f"seeds {config.seeds}), rewinding to {rewinding}",
         f"estimated time: {_duration(seconds)} on {choose_device(config.device)}; output: {run.folder}"])
@@ -481,8 +541,11 @@ def _duration(seconds: float) -> str:
 # --- the verdict ----------------------------------------------------------------------------------
 
 
-def summarize(rounds: list[Round], task: Task) -> dict:
+def summarize(rounds: list[Round], task: Task, structure: str = "unstructured") -> dict:
     """Returns the table of rounds and the highest sparsity that is a winning ticket under both definitions.
+
+    A round's `sparsity` is the schedule's: of the prunable weights, or in a structured run of the
+    heads and of the neurons; `actual_sparsity` is always its mask's fraction of prunable weights.
 
     `within_noise` (the paper's definition): the mean metric is at least the dense mean minus the
     dense model's noise. `at_least_dense`: the mean metric is at least the dense mean. The noise is
@@ -508,7 +571,8 @@ def summarize(rounds: list[Round], task: Task) -> dict:
     if not learned:
         verdict = (f"undecided: the dense model's {dense['mean']:.4f} is within noise ({noise:.4f}) of the "
                    f"{chance:.4f} a model that learned nothing scores, so matching it says nothing")
-    return {"task": task.name, "metric": metric, "dense_mean": dense["mean"], "dense_std": dense["std"],
+    return {"task": task.name, "structure": structure, "metric": metric, "dense_mean": dense["mean"],
+            "dense_std": dense["std"],
             "noise": noise, "noise_rule": rule, "chance": chance, "verdict": verdict,
             "ticket_within_noise": _highest(table, "within_noise"),
             "ticket_at_least_dense": _highest(table, "at_least_dense"), "rounds": table}
@@ -538,13 +602,15 @@ def verdict_lines(summary: dict) -> list[str]:
             summary["verdict"]]
 
 
-def write_summary(output_dir: Path, rounds: list[Round], task: Task, controls: dict | None = None) -> dict:
+def write_summary(output_dir: Path, rounds: list[Round], task: Task, structure: str = "unstructured",
+                  controls: dict | None = None) -> dict:
     """Writes summary.json, summary.csv and (with matplotlib) summary.png; returns the summary.
 
     `controls` ({control: [result, ...]}, as controls.run_controls returns) are drawn beside the
-    IMP curve at their sparsity, as the paper's figures show them.
+    IMP curve at their sparsity, as the paper's figures show them. The x axis is the fraction of
+    prunable weights removed, so a structured run and its controls share the unstructured scale.
     """
-    summary = summarize(rounds, task)
+    summary = summarize(rounds, task, structure)
     files.write_text(output_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     write_csv(summary["rounds"], output_dir / "summary.csv")
     points = {name: [(r["sparsity"], r["metrics"][summary["metric"]]) for r in results]
@@ -556,8 +622,12 @@ def write_summary(output_dir: Path, rounds: list[Round], task: Task, controls: d
 
 
 def format_table(summary: dict) -> str:
-    """Returns the rounds as an aligned text table for the terminal."""
-    header = ["round", "sparsity", summary["metric"], "std", "min", "max", "ticket?"]
-    rows = [[str(r["round"]), f"{100 * r['sparsity']:.1f}%"] + [f"{r[k]:.4f}" for k in ("mean", "std", "min", "max")]
+    """Returns the rounds as an aligned text table for the terminal (a structured run's with the weights removed)."""
+    structured = summary.get("structure", "unstructured") != "unstructured"
+    header = ["round", "units removed" if structured else "sparsity"] + (["weights removed"] if structured else [])
+    header += [summary["metric"], "std", "min", "max", "ticket?"]
+    rows = [[str(r["round"]), f"{100 * r['sparsity']:.1f}%"] + ([f"{100 * r['actual_sparsity']:.1f}%"] if structured
+                                                                else [])
+            + [f"{r[k]:.4f}" for k in ("mean", "std", "min", "max")]
             + ["dense" if r["round"] == 0 else ("yes" if r["within_noise"] else "no")] for r in summary["rounds"]]
     return render_table([header] + rows)

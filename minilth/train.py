@@ -266,6 +266,13 @@ def finetune(model: BertPreTrainedModel, task: Task, train_data, eval_data=None,
     return history
 
 
+def first_batches(task: Task, data, batch_size: int, count: int, device: torch.device) -> list[dict]:
+    """Returns the first `count` batches of a dataset in file order, on the device, as the model's loss reads them
+    (labels included; MLM tokens masked)."""
+    order = batches(data.features, batch_size, pad_id=_pad_id(data))
+    return [_prepare(batch, task, data, device, masking_seed=step) for step, batch in zip(range(count), order)]
+
+
 def _with_overrides(settings: FinetuneSettings, overrides: dict) -> FinetuneSettings:
     """The settings with keyword overrides applied; an unknown keyword is a one-line error listing the known ones."""
     known = {f.name for f in dataclasses.fields(FinetuneSettings)}

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import files
 from .download import cached_download
 from .errors import CheckpointError, run_cli
 from .model import BertConfig, BertPreTrainedModel, build_model, count_parameters, preset_names
@@ -297,6 +299,28 @@ def from_pretrained(name_or_path: str | Path = "bert-base-uncased", head: str = 
     report.log(str(path), unused=model.unused_tensors)
     model.load_report = report
     return model.eval()
+
+
+def save_pretrained(model: BertPreTrainedModel, folder: str | Path, tokenizer_from: str | Path | None = None) -> Path:
+    """Returns the folder after writing the model into it as a checkpoint that from_pretrained reads back.
+
+    config.json holds the config with Hugging Face's names (a model that lost heads records them
+    as transformers' `pruned_heads`), pytorch_model.bin the state dict; `tokenizer_from`, a
+    checkpoint name or folder, gives the vocab.txt (and tokenizer_config.json) to copy beside them.
+    Every file is written whole or not at all.
+    """
+    folder = Path(folder)
+    config = {**model.config.to_dict(), "model_type": "bert", "architectures": [type(model).__name__]}
+    files.save(model.state_dict(), folder / "pytorch_model.bin")
+    files.write_text(folder / "config.json", json.dumps(config, indent=2) + "\n")
+    if tokenizer_from is not None:
+        source = resolve_checkpoint(tokenizer_from)
+        source = source if source.is_dir() else source.parent
+        for name in ("vocab.txt", "tokenizer_config.json"):
+            if (source / name).is_file():
+                with files.atomic_path(folder / name) as temp:
+                    shutil.copyfile(source / name, temp)
+    return folder
 
 
 def load_tokenizer(name_or_path: str | Path = "bert-base-uncased") -> Tokenizer:

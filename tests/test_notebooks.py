@@ -27,6 +27,7 @@ NOTEBOOKS = [
     "04_finding_a_ticket.ipynb",
     "05_is_it_a_winning_ticket.ipynb",
     "06_transfer_and_mlm_tickets.ipynb",
+    "07_structured_tickets.ipynb",
 ]
 # The real MiniLM checkpoint and the GLUE samples of tests/fixtures, but one optimiser step per fine-tuning.
 QUICK = {"MAX_TRAIN_EXAMPLES": 8, "MAX_EVAL_EXAMPLES": 16, "EPOCHS": 1, "BATCH_SIZE": 8}
@@ -37,6 +38,7 @@ QUICK_PER_NOTEBOOK = {
     "05_is_it_a_winning_ticket.ipynb": {"TARGET_SPARSITY": 0.1, "RATE": 0.1, "SEEDS": [0]},
     "06_transfer_and_mlm_tickets.ipynb": {"TARGET_SPARSITY": 0.1, "RATE": 0.1, "TARGETS": ["stsb", "mrpc"],
                                           "MLM_MAX_EXAMPLES": 8},
+    "07_structured_tickets.ipynb": {"SPARSITY": 0.25},
 }
 
 
