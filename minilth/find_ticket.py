@@ -83,8 +83,16 @@ def print_controls(output: str, controls: list[str], progress: bool) -> None:
     for name in controls:
         gap = by_setting["imp"][f"{metric}_mean"] - by_setting[name][f"{metric}_mean"]
         spread = max(by_setting["imp"][f"{metric}_std"], by_setting[name][f"{metric}_std"])
-        times = f", {gap / spread:.0f} times the larger std over seeds" if spread > 0 else ""
-        print(f"IMP minus {SETTING_LABELS[name].lower()} at {100 * imp.sparsity:.0f}%: {gap:+.2f} points{times}")
+        print(f"IMP minus {SETTING_LABELS[name].lower()} at {100 * imp.sparsity:.0f}%: {separation(gap, spread)}")
+
+
+def separation(gap: float, spread: float) -> str:
+    """Returns a gap between two settings in points and in stds over seeds; under one std they are not told apart."""
+    if spread <= 0:
+        return f"{gap:+.2f} points"
+    if abs(gap) < spread:
+        return f"{gap:+.2f} points, within the larger std over seeds ({spread:.2f}): not told apart"
+    return f"{gap:+.2f} points, {abs(gap) / spread:.0f} times the larger std over seeds"
 
 
 if __name__ == "__main__":

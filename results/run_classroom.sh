@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # GLUE from $MINILTH_DATA_DIR, else data/glue (downloaded there when missing)
-TIMEFORMAT="wall %2R s"
-time python -m minilth.find_ticket --preset classroom --output results/classroom_minilm/stsb
-time python -m minilth.find_ticket --preset classroom --lr-decay all_rounds --controls \
-  --output results/lr_decay_minilm/all_rounds/stsb
+TIMEFORMAT="classroom wall %2R s"; time python -m minilth.find_ticket --preset classroom --output results/classroom_minilm \
+  --device cpu --quiet
+TIMEFORMAT="lr-decay all_rounds wall %2R s"; time python -m minilth.find_ticket --preset classroom --lr-decay all_rounds \
+  --controls --output results/lr_decay_all_rounds_minilm --device cpu --quiet

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Issue 16's real result: a structured ticket (whole attention heads and feed-forward neurons, ranked by
 # magnitude over the whole model) against its random structured control, next to the unstructured ticket
-# at the same parameter count. Both runs are the classroom preset (STS-B, the real all-MiniLM-L6-v2, rounds
+# at the same parameter count. All runs are the classroom preset (STS-B, the real all-MiniLM-L6-v2, rounds
 # at 0, 25 and 50%, the pooler kept dense, seeds 0, 1, 2, one epoch at lr 1e-4, bf16, batches grouped by
 # length; random pruning at 50%), CPU. A structured sparsity s removes round(s x 72) of the 72 heads and
 # round(s x 9,216) of the 9,216 neurons: s of the prunable weights too, so the rounds of the two runs keep
 # the same number of weights (summary.csv's actual_sparsity). Each command resumes where it stopped; on a
-# finished run it only prints the tables again.
+# finished run it only prints the tables again. The third run ranks heads and neurons by Michel et al.'s
+# gradient importance (--importance gradient) instead of magnitude.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # GLUE from $MINILTH_DATA_DIR, else data/glue (downloaded there when missing)
@@ -14,6 +15,9 @@ TIMEFORMAT="unstructured classroom wall %2R s"; time python -m minilth.find_tick
   --controls random_pruning --output results/classroom_minilm --device cpu --quiet
 TIMEFORMAT="structured classroom wall %2R s"; time python -m minilth.find_ticket --preset classroom \
   --structure heads_and_neurons --controls random_pruning --output results/structured_minilm --device cpu --quiet
+TIMEFORMAT="structured classroom, gradient importance, wall %2R s"; time python -m minilth.find_ticket \
+  --preset classroom --structure heads_and_neurons --importance gradient --controls random_pruning \
+  --output results/structured_gradient_minilm --device cpu --quiet
 # side by side: Pearson (mean ± std over seeds) per round, and random pruning at 50% for each
 python - <<'PY'
 import json
@@ -21,7 +25,8 @@ from pathlib import Path
 
 from minilth.report import describe
 
-runs = {"unstructured": Path("results/classroom_minilm"), "heads and neurons": Path("results/structured_minilm")}
+runs = {"unstructured": Path("results/classroom_minilm"), "heads and neurons": Path("results/structured_minilm"),
+        "heads and neurons, gradient": Path("results/structured_gradient_minilm")}
 summaries = {name: json.loads((folder / "summary.json").read_text()) for name, folder in runs.items()}
 print("| sparsity | " + " | ".join(f"{name}: weights removed | Pearson" for name in runs) + " |")
 print("|---:|" + "---:|---:|" * len(runs))

@@ -36,7 +36,7 @@ QUICK_PER_NOTEBOOK = {
     "03_one_round_of_imp.ipynb": {"SPARSITY": 0.1},
     "04_finding_a_ticket.ipynb": {"TARGET_SPARSITY": 0.1, "RATE": 0.1},
     "05_is_it_a_winning_ticket.ipynb": {"TARGET_SPARSITY": 0.1, "RATE": 0.1, "SEEDS": [0]},
-    "06_transfer_and_mlm_tickets.ipynb": {"TARGET_SPARSITY": 0.1, "RATE": 0.1, "TARGETS": ["stsb", "mrpc"],
+    "06_transfer_and_mlm_tickets.ipynb": {"TARGET_SPARSITY": 0.1, "RATE": 0.1, "TARGETS": ["stsb", "sst2"],
                                           "MLM_MAX_EXAMPLES": 8},
     "07_structured_tickets.ipynb": {"SPARSITY": 0.25},
 }

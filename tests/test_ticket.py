@@ -311,3 +311,12 @@ def test_the_classroom_preset_runs_imp_and_random_pruning_and_prints_both_verdic
     assert len(list((output / "controls" / "sparsity_0.50" / "random_pruning").glob("seed_*.json"))) == 3
     assert main(["--output", str(tmp_path / "nothing")]) == 2
     assert "give --task (or a --preset: classroom)" in capsys.readouterr().err
+
+
+def test_a_gap_smaller_than_the_spread_is_not_called_a_separation():
+    from minilth.find_ticket import separation
+
+    assert separation(75.86, 0.69) == "+75.86 points, 110 times the larger std over seeds"
+    assert separation(-8.53, 18.81) == "-8.53 points, within the larger std over seeds (18.81): not told apart"
+    assert separation(-40.0, 2.0) == "-40.00 points, 20 times the larger std over seeds"
+    assert separation(1.0, 0.0) == "+1.00 points"
