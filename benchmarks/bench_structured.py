@@ -1,7 +1,8 @@
 """Structured tickets run faster; unstructured ones, on torch's sparse formats, mostly do not.
 
 1. Dense against shrunk (structured.shrink): the model with 30, 50 and 70% of its heads and of its
-   feed-forward neurons removed (magnitude ranking, over the whole model; the pooler kept), built
+   feed-forward neurons removed (magnitude ranking, over the whole model or within each layer; the
+   pooler kept), built
    physically smaller, timed in the same run as the dense model on a batch of real STS-B dev
    sentence pairs (the first 32 of dev.tsv, padded to the longest; minilth computes the real
    tokens only): inference (eval, no_grad) and one training step (forward, backward, AdamW), in
@@ -50,6 +51,7 @@ from timing import machine_line, wait_until_quiet  # noqa: E402  benchmarks/timi
 
 MODEL, BATCH = "all-MiniLM-L6-v2", 32
 LEVELS = (0.3, 0.5, 0.7)  # fraction of the heads and of the neurons removed
+RANKINGS = {"over the model": False, "per layer": True}  # structured_prune's per_layer
 CSR_SPARSITIES = (0.7, 0.9)
 CPU = torch.device("cpu")
 
@@ -71,13 +73,14 @@ def stsb_batch(data_dir: str | None) -> dict:
 
 
 def shrunk_models(model, levels) -> dict[str, tuple[torch.nn.Module, Mask]]:
-    """Returns {"dense": (model, dense mask), "30%": (shrunk model, its mask), ...}; heads and neurons ranked by
-    magnitude over the whole model, the pooler kept."""
+    """Returns {"dense": (model, dense mask), "30%, over the model": (shrunk model, its mask), "30%, per layer": ...};
+    heads and neurons ranked by magnitude over the whole model, or within each layer, the pooler kept."""
     dense = Mask.dense(model, prunable_names(model, include_pooler=False))
     models = {"dense": (model, dense)}
     for level in levels:
-        mask = structured_prune(model, dense, level)
-        models[f"{100 * level:.0f}%"] = (shrink(model, mask).eval(), mask)
+        for ranking, per_layer in RANKINGS.items():
+            mask = structured_prune(model, dense, level, per_layer=per_layer)
+            models[f"{100 * level:.0f}%, {ranking}"] = (shrink(model, mask).eval(), mask)
     return models
 
 
@@ -130,7 +133,7 @@ def time_in_turns(steps: dict[str, callable], repeats: int, block: int) -> dict[
 
 def structured_table(models, batch: dict, precisions, repeats: int, block: int) -> list[str]:
     """Returns the markdown rows of dense against shrunk, inference and training, per precision."""
-    rows = ["| removed (heads and neurons) | weights removed | parameters | precision | inference ms | "
+    rows = ["| heads and neurons removed, ranked | weights removed | parameters | precision | inference ms | "
             "speed-up | training step ms | speed-up |", "|---|---:|---:|---|---:|---:|---:|---:|"]
     for precision in precisions:
         inference = time_in_turns({name: inference_step(m, batch, precision) for name, (m, _) in models.items()},
@@ -202,7 +205,8 @@ def main() -> None:
     for name, (small, mask) in models.items():
         if name != "dense":
             units = Units.of_mask(mask, model.config.num_attention_heads)
-            print(f"{name}: {units.describe()}; shrunk vs masked logits differ by at most "
+            print(f"{name}: {units.describe()}; kept per layer: heads {units.heads.sum(1).tolist()}, neurons "
+                  f"{units.intermediate_sizes()}; shrunk vs masked logits differ by at most "
                   f"{largest_difference(model, small, mask, batch):.1e}")
     print("\n" + "\n".join(structured_table(models, batch, precisions, repeats, block)))
     print(f"\nUnstructured masks (global magnitude, the encoder's {len(prunable_names(model, include_pooler=False))} "

@@ -56,8 +56,7 @@ def run(args) -> int:
         raise SettingsError(f"give --task (or a --preset: {', '.join(PRESETS)})")
     config = from_arguments(TicketConfig, args, defaults=preset.settings if preset else None)
     controls = args.controls if args.controls is not None else (preset.controls if preset else ())
-    # a structured run gets its own default folder: it is compared with the unstructured one, not resumed from it
-    output = args.output or f"runs/{args.preset or config.task}" + (f"_{config.structure}" if config.structured else "")
+    output = args.output or default_output(args.preset or config.task, config)
     started = time.perf_counter()
     distributed.start(config.device)  # under torchrun: join the other ranks
     rounds = find_ticket(config, output, progress=not args.quiet)
@@ -69,6 +68,14 @@ def run(args) -> int:
         print_controls(output, controls, progress=not args.quiet)
     print(f"{time.perf_counter() - started:.0f} s; results in {output}")
     return 0
+
+
+def default_output(name: str, config: TicketConfig) -> str:
+    """Returns runs/<task or preset>, with the structure (and a per-layer ranking) appended for a structured run: it
+    is compared with the unstructured one, not resumed from it."""
+    if not config.structured:
+        return f"runs/{name}"
+    return f"runs/{name}_{config.structure}" + ("_per_layer" if config.rank_within == "layer" else "")
 
 
 def print_controls(output: str, controls: list[str], progress: bool) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -509,9 +510,11 @@ class BertLayer(nn.Module):
 
     def __init__(self, cfg: BertConfig, index: int):
         super().__init__()
-        self.attention = BertAttention(cfg, cfg.num_heads(index))
-        self.intermediate = BertIntermediate(cfg, cfg.feedforward_size(index))
-        self.output = BertOutput(cfg, cfg.feedforward_size(index))
+        with warnings.catch_warnings():  # a layer left with no heads (or neurons) has empty matrices: nothing to init
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+            self.attention = BertAttention(cfg, cfg.num_heads(index))
+            self.intermediate = BertIntermediate(cfg, cfg.feedforward_size(index))
+            self.output = BertOutput(cfg, cfg.feedforward_size(index))
 
     def forward(self, x: torch.Tensor, tokens: "PaddedTokens | PackedTokens", first_only: bool = False) -> torch.Tensor:
         x = self.attention(x, tokens, first_only)

@@ -15,12 +15,14 @@ model computes what the model without those units computes, and `shrink` builds 
 
 Sparsity of a structured mask: a fraction s removes round(s x all heads) heads and round(s x all
 neurons) neurons, each ranked over the whole model (model-global, as the paper's unstructured
-pruning is global), so one layer may lose more than another, all of its heads or neurons included.
+pruning is global), so one layer may lose more than another, all of its heads or neurons included;
+or, per layer, round(s x a layer's heads) of every layer's heads, and the same for neurons.
 `Mask.sparsity` still gives the fraction of the prunable weights removed, the number to compare
 with an unstructured ticket at the same parameter count.
 
     units = Units.of_mask(mask, num_heads=12)           # which heads and neurons a mask keeps
     mask = structured_prune(model, mask, 0.5)           # the least important 50% of heads and of neurons
+    mask = structured_prune(model, mask, 0.5, per_layer=True)  # or 50% of every layer's
     small = shrink(model, mask)                          # fewer heads, narrower feed-forward, same outputs
 """
 from __future__ import annotations
@@ -236,13 +238,16 @@ def _gate(gate: torch.Tensor, width: int):
 
 def structured_prune(model_or_sd: TensorsLike, mask: Mask, target_sparsity: float | dict[str, int],
                      kinds: tuple[str, ...] = KINDS, importance: dict[str, torch.Tensor] | None = None,
-                     num_heads: int | None = None) -> Mask:
+                     num_heads: int | None = None, per_layer: bool = False) -> Mask:
     """Returns a new structured mask pruning the least important units of each of `kinds`, ranked over the whole
     model, to round(target x all units of that kind) in all, or to the exact counts {"heads": 36, "neurons": 4608}.
 
-    Units the mask already prunes stay pruned; a kind left out keeps its units as the mask has them.
-    `importance` (e.g. gradient_importance's) defaults to magnitude_importance. Ties go by
-    position: layer, then unit, lower first pruned.
+    With `per_layer`, units are ranked within each layer and every layer prunes the same share,
+    round(target x its units) (counts are spread as that share): an evenly narrower model, where
+    a model-wide ranking may strip a layer the classifier barely computes (the last one) and
+    leave the costly ones wide. Units the mask already prunes stay pruned; a kind left out keeps
+    its units as the mask has them. `importance` (e.g. gradient_importance's) defaults to
+    magnitude_importance. Ties go by position: layer, then unit, lower first pruned.
     """
     mask.check_fits(model_or_sd)
     num_heads = _num_heads(model_or_sd, num_heads)
@@ -259,8 +264,23 @@ def structured_prune(model_or_sd: TensorsLike, mask: Mask, target_sparsity: floa
         if not torch.isfinite(scores).all():
             raise MaskError(f"the importance of the {kind} holds NaN or inf; check the model's weights and loss")
         scores[~units[kind]] = -1.0  # already pruned: ranked first, so they stay pruned
-        kept[kind] = _keep_largest(scores.flatten(), count).view(scores.shape)
+        if per_layer:
+            kept[kind] = _keep_largest_per_layer(scores, units[kind], count / units.num_total(kind), kind)
+        else:
+            kept[kind] = _keep_largest(scores.flatten(), count).view(scores.shape)
     return Units(**kept).expand(mask)
+
+
+def _keep_largest_per_layer(scores: torch.Tensor, kept: torch.Tensor, share: float, kind: str) -> torch.Tensor:
+    """Returns (L, units) bool keeping, in every layer, all but round(share x its units) of the lowest scores."""
+    rows = []
+    for layer, (row, kept_now) in enumerate(zip(scores, kept)):
+        count = _count_for(share, row.numel())
+        if count < int((~kept_now).sum()):
+            raise MaskError(f"layer {layer} already prunes {int((~kept_now).sum())} {kind}, more than the "
+                            f"{count} a per-layer share of {share:.3f} allows: prune it per layer from the start")
+        rows.append(_keep_largest(row, count))
+    return torch.stack(rows)
 
 
 def random_structured_mask(like: Mask, num_heads: int, seed: int = 0, layerwise: bool = False) -> Mask:

@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 # --- settings -------------------------------------------------------------------------------------
 
+RANKING_SCOPES = ("model", "layer")  # --rank-within: where structured pruning ranks units
 GRADIENT_BATCHES = 8  # --importance gradient: batches of the training data its |dLoss/dgate| is summed over
 
 
@@ -104,14 +105,18 @@ class TicketConfig(Experiment):
     include_embeddings: bool = setting(False, "prune the embedding matrices too (the paper does not)")
     structure: str = setting("unstructured", "what IMP prunes: single weights (the paper), or whole attention heads "
                                              "and/or feed-forward neurons; then the sparsity is the fraction of the "
-                                             "heads and of the neurons removed, each ranked over the whole model "
-                                             "(summary.csv's actual_sparsity: the fraction of prunable weights)",
+                                             "heads and of the neurons removed, each ranked over the whole model or "
+                                             "within each layer (--rank-within; summary.csv's actual_sparsity: the "
+                                             "fraction of prunable weights)",
                              choices=tuple(STRUCTURES))
     importance: str = setting("magnitude", "how structured pruning ranks heads and neurons: magnitude, the L2 norm "
                                            "of a unit's weights (a head's rows of Q, K, V and columns of the "
                                            "attention output; a neuron's row and column); gradient, |dLoss/dgate| "
                                            f"of a gate on each unit over the first {GRADIENT_BATCHES} training "
                                            "batches, normalised per layer (Michel et al. 2019)", choices=IMPORTANCES)
+    rank_within: str = setting("model", "structured pruning ranks heads and neurons over the whole model, or within "
+                                        "each layer, which then loses the same share: an evenly narrower model, the "
+                                        "shape that runs fastest", choices=RANKING_SCOPES)
     lr_decay: str = setting("finetuning", "finetuning: the learning rate decays linearly to 0 within each "
                                           "fine-tuning (BERT's recipe, the reference's dense script); all_rounds: "
                                           "each round restarts a decay that would reach 0 only after every round's "
@@ -130,6 +135,11 @@ class TicketConfig(Experiment):
                                               f"{', '.join(IMPORTANCES)}")
         check(self.structured or self.importance == "magnitude",
               f"{flag('importance')} {self.importance} ranks heads and neurons: add {flag('structure')} "
+              f"heads_and_neurons (or heads, or neurons)")
+        check(self.rank_within in RANKING_SCOPES, f"unknown {flag('rank_within')} '{self.rank_within}'; use one "
+                                                  f"of {', '.join(RANKING_SCOPES)}")
+        check(self.structured or self.rank_within == "model",
+              f"{flag('rank_within')} {self.rank_within} ranks heads and neurons: add {flag('structure')} "
               f"heads_and_neurons (or heads, or neurons)")
         check(not (self.structured and self.include_embeddings),
               f"structured pruning removes heads and neurons, never embeddings: drop {flag('include_embeddings')}")
@@ -276,7 +286,8 @@ def prune(run: TicketRun, model, mask: Mask, sparsity: float | dict[str, int]) -
         device = next(model.parameters()).device
         importance = gradient_importance(model, first_batches(run.task, run.data[0], batch_size, GRADIENT_BATCHES,
                                                               device))
-    return structured_prune(model, mask, sparsity, STRUCTURES[config.structure], importance)
+    return structured_prune(model, mask, sparsity, STRUCTURES[config.structure], importance,
+                            per_layer=config.rank_within == "layer")
 
 
 def pruned_counts(run: TicketRun, model, mask: Mask) -> dict[str, tuple[int, int]]:
@@ -507,6 +518,7 @@ def describe_plan(run: TicketRun) -> str:
         f"{len(evaluation.features)} eval features, {task.ticket_metric} decides",
         f"rounds at sparsity {', '.join(f'{100 * s:.0f}%' for s in run.sparsities)}{resumed}"
         + (f": of the {' and of the '.join(STRUCTURES[config.structure])}, ranked by {config.importance}"
+           + (" within each layer" if config.rank_within == "layer" else "")
            if config.structured else ""),
         f"{runs} fine-tunings x {steps} steps (batch {settings.batch_size}, {settings.epochs:g} epochs, "
         f"seeds {config.seeds}), rewinding to {rewinding}",

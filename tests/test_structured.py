@@ -170,6 +170,28 @@ def test_structured_pruning_removes_exact_counts_of_the_least_important_units_ov
         structured_prune(model, more, 0.5)
 
 
+def test_per_layer_structured_pruning_removes_the_same_share_of_every_layer_least_important_first():
+    model = small_model()
+    scores = magnitude_importance(model, dense_mask(model))
+    half = structured_prune(model, dense_mask(model), 0.5, per_layer=True)  # 2 of 4 heads, 5 of 10 neurons per layer
+    units = Units.of_mask(half, NUM_HEADS)
+    assert units.heads.sum(1).tolist() == [2, 2, 2] and units.neurons.sum(1).tolist() == [5, 5, 5]
+    for kind in ("heads", "neurons"):
+        for layer_scores, kept in zip(scores[kind], units[kind]):
+            assert layer_scores[~kept].max() < layer_scores[kept].min()
+    assert half != structured_prune(model, dense_mask(model), 0.5)  # the model-wide ranking differs on this model
+    more = Units.of_mask(structured_prune(model, half, 0.7, per_layer=True), NUM_HEADS)  # round(2.8), round(7)
+    assert more.heads.sum(1).tolist() == [1, 1, 1] and more.neurons.sum(1).tolist() == [3, 3, 3]
+    assert not (more.heads & ~units.heads).any() and not (more.neurons & ~units.neurons).any()  # nested
+    counts = Units.of_mask(structured_prune(model, dense_mask(model), {"heads": 6, "neurons": 15}, per_layer=True),
+                           NUM_HEADS)  # counts, as the controls give them: spread as the same share per layer
+    assert torch.equal(counts.heads, units.heads) and torch.equal(counts.neurons, units.neurons)
+    lopsided = Units.of_mask(dense_mask(model), NUM_HEADS)
+    lopsided.heads[0, :3] = False  # layer 0 already lost 3 of its 4 heads
+    with pytest.raises(MaskError, match="layer 0 already prunes 3 heads, more than the 2"):
+        structured_prune(model, lopsided.expand(dense_mask(model)), 0.5, per_layer=True)
+
+
 def test_random_structured_pruning_removes_as_many_units_anywhere_or_per_layer():
     model = small_model()
     imp = structured_prune(model, dense_mask(model), 0.5)
@@ -348,13 +370,33 @@ def test_structured_controls_prune_as_many_units_as_the_structured_ticket(tiny_c
     assert len(results["standard_pruning"][0]["rounds"]) == 3  # dense, 25%, 50%: IMP's schedule in units
 
 
+def test_a_per_layer_ticket_and_its_one_shot_control_prune_the_same_share_of_every_layer(
+        tiny_checkpoint, glue_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = [arg for arg in structured_args(tiny_checkpoint, glue_dir, "-", "--rank-within", "layer") if arg != "-"]
+    args.remove("--output")
+    assert find_ticket_main(args) == 0
+    assert "ranked by magnitude within each layer" in capsys.readouterr().out
+    output = tmp_path / "runs" / "stsb_heads_and_neurons_per_layer"  # its own default folder
+    for mask, sparsity in zip(round_masks(output), [0.0, 0.25, 0.5]):
+        units = Units.of_mask(mask, 4)  # 2 layers of 4 heads and 64 neurons
+        assert units.heads.sum(1).tolist() == [4 - round(sparsity * 4)] * 2
+        assert units.neurons.sum(1).tolist() == [64 - round(sparsity * 64)] * 2
+    (result,) = run_controls(output, 0.5, ["oneshot"], seeds=[0], progress=False, echo=None)["oneshot"]
+    oneshot = Units.of_mask(Mask.load(output / "controls" / "sparsity_0.50" / "oneshot" / "seed_0.mask.pt"), 4)
+    assert oneshot.heads.sum(1).tolist() == [2, 2] and oneshot.neurons.sum(1).tolist() == [32, 32]
+    assert "pearson" in result["metrics"]
+
+
 def test_structured_flags_that_contradict_each_other_are_one_line(tiny_checkpoint, glue_dir, tmp_path, capsys):
     args = structured_args(tiny_checkpoint, glue_dir, tmp_path / "a")
     without_structure = [arg for arg in args if arg not in ("--structure", "heads_and_neurons")]
     for extra, message in [(["--importance", "gradient"], "--importance gradient ranks heads and neurons: add "
                                                           "--structure heads_and_neurons"),
+                           (["--rank-within", "layer"], "--rank-within layer ranks heads and neurons: add "
+                                                        "--structure heads_and_neurons"),
                            (["--include-embeddings"], "structured pruning removes heads and neurons, never embeddings")]:
-        assert find_ticket_main((without_structure if extra[0] == "--importance" else args) + extra) == 2
+        assert find_ticket_main((args if extra[0] == "--include-embeddings" else without_structure) + extra) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
         assert not (tmp_path / "a").exists()
