@@ -39,6 +39,15 @@ def check(condition: bool, message: str) -> None:
         raise SettingsError(message)
 
 
+def check_choices(settings) -> None:
+    """Raises SettingsError for a field whose value is not among its `choices`: argparse checks the command line
+    only, and settings also come from code and from a run's config.json."""
+    for field in dataclasses.fields(settings):
+        choices, value = field.metadata.get("choices"), getattr(settings, field.name)
+        if choices is not None:
+            check(value in choices, f"unknown {field.name.replace('_', ' ')} '{value}'; use one of {', '.join(choices)}")
+
+
 def flag(name: str) -> str:
     """Returns the command-line flag of a field: learning_rate -> --learning-rate."""
     return "--" + name.replace("_", "-")

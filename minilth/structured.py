@@ -273,14 +273,17 @@ def structured_prune(model_or_sd: TensorsLike, mask: Mask, target_sparsity: floa
 
 def _keep_largest_per_layer(scores: torch.Tensor, kept: torch.Tensor, share: float, kind: str) -> torch.Tensor:
     """Returns (L, units) bool keeping, in every layer, all but round(share x its units) of the lowest scores."""
-    rows = []
-    for layer, (row, kept_now) in enumerate(zip(scores, kept)):
-        count = _count_for(share, row.numel())
-        if count < int((~kept_now).sum()):
-            raise MaskError(f"layer {layer} already prunes {int((~kept_now).sum())} {kind}, more than the "
-                            f"{count} a per-layer share of {share:.3f} allows: prune it per layer from the start")
-        rows.append(_keep_largest(row, count))
-    return torch.stack(rows)
+    count = _count_for(share, scores.shape[1])  # every layer holds as many units of a kind
+    for layer, already in enumerate((~kept).sum(1).tolist()):
+        if count < already:
+            raise MaskError(f"layer {layer} already prunes {already} {kind}, more than the {count} a per-layer "
+                            f"share of {share:.3f} allows: prune it per layer from the start")
+    return _keep_largest_in_rows(scores, [count] * len(scores))
+
+
+def _keep_largest_in_rows(scores: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    """Returns (L, units) bool keeping all but the counts[l] lowest scores of each row l (ties: lower first pruned)."""
+    return torch.stack([_keep_largest(row, count) for row, count in zip(scores, counts)])
 
 
 def random_structured_mask(like: Mask, num_heads: int, seed: int = 0, layerwise: bool = False) -> Mask:
@@ -293,7 +296,7 @@ def random_structured_mask(like: Mask, num_heads: int, seed: int = 0, layerwise:
         pruned = ~target[kind]  # (L, units)
         scores = torch.rand(pruned.shape, generator=generator)  # (L, units)
         if layerwise:
-            kept[kind] = torch.stack([_keep_largest(row, int(count)) for row, count in zip(scores, pruned.sum(1))])
+            kept[kind] = _keep_largest_in_rows(scores, pruned.sum(1).tolist())
         else:
             kept[kind] = _keep_largest(scores.flatten(), int(pruned.sum())).view(pruned.shape)
     return Units(**kept).expand(like)

@@ -130,18 +130,11 @@ class TicketConfig(Experiment):
         check(0.0 < self.rate < 1.0, f"{flag('rate')} must be in (0, 1), got {self.rate}")
         check(0.0 <= self.rewind_at < 1.0,
               f"rewind point must be a fraction of training in [0, 1), got {self.rewind_at}")
-        check(self.structure in STRUCTURES, f"unknown {flag('structure')} '{self.structure}'; use one of "
-                                            f"{', '.join(STRUCTURES)}")
-        check(self.importance in IMPORTANCES, f"unknown {flag('importance')} '{self.importance}'; use one of "
-                                              f"{', '.join(IMPORTANCES)}")
-        check(self.structured or self.importance == "magnitude",
-              f"{flag('importance')} {self.importance} ranks heads and neurons: add {flag('structure')} "
-              f"heads_and_neurons (or heads, or neurons)")
-        check(self.rank_within in RANKING_SCOPES, f"unknown {flag('rank_within')} '{self.rank_within}'; use one "
-                                                  f"of {', '.join(RANKING_SCOPES)}")
-        check(self.structured or self.rank_within == "model",
-              f"{flag('rank_within')} {self.rank_within} ranks heads and neurons: add {flag('structure')} "
-              f"heads_and_neurons (or heads, or neurons)")
+        for name, unstructured_value in (("importance", "magnitude"), ("rank_within", "model")):
+            value = getattr(self, name)
+            check(self.structured or value == unstructured_value,
+                  f"{flag(name)} {value} ranks heads and neurons: add {flag('structure')} "
+                  f"heads_and_neurons (or heads, or neurons)")
         check(not (self.structured and self.include_embeddings),
               f"structured pruning removes heads and neurons, never embeddings: drop {flag('include_embeddings')}")
 

@@ -29,7 +29,7 @@ from .metrics import chance_level, glue_metrics, sampling_error
 from .mlm import mask_batch, mlm_batch_stats, mlm_metrics
 from .model import BertPreTrainedModel
 from .prune import snapshot
-from .settings import SettingsError, check, flag, setting
+from .settings import SettingsError, check, check_choices, flag, setting
 from .squad import EVALUATIONS, score_logits
 from .tasks import Task
 from .weights import from_pretrained
@@ -69,10 +69,8 @@ class FinetuneSettings:
               f"{flag('weight_decay')} must be 0 or more, got {self.weight_decay}")
         check(0 <= self.warmup_ratio < 1, f"{flag('warmup_ratio')} must be in [0, 1), got {self.warmup_ratio}")
         check(self.max_grad_norm >= 0, f"{flag('max_grad_norm')} must be 0 (off) or more, got {self.max_grad_norm}")
-        check(self.precision in PRECISIONS, f"unknown precision '{self.precision}'; use one of {', '.join(PRECISIONS)}")
+        check_choices(self)  # precision, squad_evaluation, and the choices of the classes built on this one
         parse_device(self.device)
-        check(self.squad_evaluation in EVALUATIONS,
-              f"unknown {flag('squad_evaluation')} '{self.squad_evaluation}'; use one of {', '.join(EVALUATIONS)}")
 
     def for_task(self, task: Task) -> "FinetuneSettings":
         """Returns a copy with every setting left as None filled in with the task's (the paper's) value."""
