@@ -45,7 +45,8 @@ def check_choices(settings) -> None:
     for field in dataclasses.fields(settings):
         choices, value = field.metadata.get("choices"), getattr(settings, field.name)
         if choices is not None:
-            check(value in choices, f"unknown {field.name.replace('_', ' ')} '{value}'; use one of {', '.join(choices)}")
+            check(value in choices, f"unknown {field.name.replace('_', ' ')} '{value}' ({flag(field.name)}); use one "
+                                    f"of {', '.join(choices)}")
 
 
 def flag(name: str) -> str:
