@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 
 from minilth import train
-from minilth.datasets import load_dataset
-from minilth.tasks import get_task
-from minilth.weights import load_tokenizer
+from minilth.data.folders import load_dataset
+from minilth.data.tasks import get_task
+from minilth.checkpoints.pretrained import load_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_structured import MODEL, dense_model, stsb_batch, time_in_turns, training_step  # noqa: E402

@@ -27,10 +27,10 @@ from pathlib import Path
 import torch
 
 from minilth.prune import Mask, magnitude_prune, prunable_names
-from minilth.datasets import load_dataset
-from minilth.tasks import get_task
+from minilth.data.folders import load_dataset
+from minilth.data.tasks import get_task
 from minilth.train import evaluate, finetune, model_for_task
-from minilth.weights import load_tokenizer, resolve_checkpoint
+from minilth.checkpoints.pretrained import load_tokenizer, resolve_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import load_average, machine_line, wait_until_quiet  # noqa: E402  benchmarks/timing.py

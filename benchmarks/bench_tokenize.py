@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from minilth.datasets import task_file
-from minilth.glue import load_glue
-from minilth.tokenizer import Tokenizer
-from minilth.weights import resolve_checkpoint
+from minilth.data.folders import task_file
+from minilth.data.glue import load_glue
+from minilth.checkpoints.tokenizer import Tokenizer
+from minilth.checkpoints.pretrained import resolve_checkpoint
 from timing import best_of, machine_line  # benchmarks/timing.py, beside this script
 
 def minilth_ids(path: Path, tokenizer: Tokenizer) -> list[list[int]]:

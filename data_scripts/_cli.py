@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from minilth.datasets import resolve_data_dir
+from minilth.data.folders import resolve_data_dir
 
 
 def parse_args(argv: list[str] | None, doc: str, mirror_help: str, tasks: list[str] | None = None,

@@ -5,7 +5,7 @@
 
 The default folder is the one minilth reads: $MINILTH_DATA_DIR, else ./data/glue. The task zips
 are the ones of nyu-mll/GLUE-baselines' download_glue_data.py; MRPC's files are built, as there,
-from the MSR paraphrase files and the standard list of dev ids. The code is minilth.data_sources'
+from the MSR paraphrase files and the standard list of dev ids. The code is minilth.data.sources'
 (archives kept in the minilth cache, digests checked); tasks already unpacked are skipped
 without any network access.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from minilth.data_sources import GLUE_TASKS, install_glue_task, resolve_glue_tasks
+from minilth.data.sources import GLUE_TASKS, install_glue_task, resolve_glue_tasks
 from minilth.errors import run_cli
 
 from _cli import data_dir_from, parse_args

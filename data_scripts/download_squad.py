@@ -5,14 +5,14 @@
 
 The data folder is the one minilth reads ($MINILTH_DATA_DIR, else ./data/glue); SQuAD goes
 beside it, where minilth looks for it. The files come from the SQuAD explorer site through
-minilth.data_sources (kept in the minilth cache, digests checked); files already there are
+minilth.data.sources (kept in the minilth cache, digests checked); files already there are
 skipped without any network access.
 """
 from __future__ import annotations
 
 import sys
 
-from minilth.data_sources import SQUAD_FILES, install_squad
+from minilth.data.sources import SQUAD_FILES, install_squad
 from minilth.errors import run_cli
 
 from _cli import data_dir_from, parse_args

@@ -6,14 +6,14 @@
 The data folder is the one minilth reads ($MINILTH_DATA_DIR, else ./data/glue); the corpus goes
 beside it (data/wikitext-103-raw/wiki.{train,valid,test}.raw), where the MLM task looks for it.
 The zips come from wikitext.smerity.com (the original S3 bucket is gone) through
-minilth.data_sources (kept in the minilth cache, digests checked); a corpus already unpacked is
+minilth.data.sources (kept in the minilth cache, digests checked); a corpus already unpacked is
 skipped without any network access.
 """
 from __future__ import annotations
 
 import sys
 
-from minilth.data_sources import WIKITEXT_SPLIT_FILES, WIKITEXT_VARIANTS, install_wikitext
+from minilth.data.sources import WIKITEXT_SPLIT_FILES, WIKITEXT_VARIANTS, install_wikitext
 from minilth.errors import run_cli
 
 from _cli import data_dir_from, parse_args

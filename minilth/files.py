@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 import torch
 
-from . import distributed
+from .errors import MinilthError
+from .scale import distributed
 
 try:
     import fcntl
@@ -80,6 +82,23 @@ def _same_file(fd: int, path: Path) -> bool:
         return os.path.samestat(os.fstat(fd), os.stat(path))
     except FileNotFoundError:
         return False
+
+
+def check_writable_folder(folder: str | Path, option: str = "--output") -> Path:
+    """Returns the folder if results can be written into it (it exists or can be made); a one-line error naming it
+    otherwise, so that a command fails before any work rather than after."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise MinilthError(f"{option} {folder} is a file, not a folder; give a folder")
+    existing = next(parent for parent in [folder, *folder.parents] if parent.exists())
+    try:  # a real write: permission bits do not bind root, nor tell of a read-only mount
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is not a folder")
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as error:
+        raise MinilthError(f"{option} {folder} cannot be written ({existing}: {error.strerror or error}); give "
+                           f"another folder") from None
+    return folder
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -8,39 +8,45 @@ weights. Flags make it a classroom run, e.g.
     python -m minilth.find_ticket --preset classroom     # IMP and random pruning, 3 seeds, on 2 CPU cores
     python -m minilth.find_ticket --preset classroom --structure heads_and_neurons
 
-(the last prunes whole attention heads and feed-forward neurons: a structured ticket, structured.py).
+(the last prunes whole attention heads and feed-forward neurons: a structured ticket, structured/).
 
-Every flag is a field of ticket.TicketConfig (its help and default are declared there).
-Run the same command again after an interruption: it resumes from the last finished round.
+The flags are the fields of config.TicketConfig and lottery.controls.ControlSettings (their help
+and defaults are declared there). Run the same command again after an interruption: it resumes
+from the last finished round.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
 
-from . import distributed
+from .config import PRESETS, Experiment, TicketConfig
+from .data import get_task
 from .errors import run_cli
-from .settings import SettingsError, add_arguments, add_command_options, from_arguments
-from .tasks import get_task
-from .controls import CONTROLS, controls_folder, round_at, run_controls, table2_results, write_table2
-from .report import SETTING_LABELS, table2
-from .ticket import PRESETS, Experiment, TicketConfig, find_ticket, format_table, read_run, summarize, verdict_lines
+from .files import check_writable_folder
+from .lottery.controls import ControlSettings, controls_folder, run_controls, table2_results, write_table2
+from .lottery.report import SETTING_LABELS, table2
+from .lottery.run_folder import read_run, round_at
+from .lottery.verdict import format_table, summarize, verdict_lines
+from .scale import distributed
+from .settings import CommandParser, SettingsError, add_arguments, add_command_options, from_arguments
+from .structured import StructuredSettings
+from .ticket import find_ticket
 from .train import FinetuneSettings
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> CommandParser:
+    parser = CommandParser(
         prog="python -m minilth.find_ticket",
         description="Find a lottery ticket in pre-trained BERT by iterative magnitude pruning (IMP) with "
                     "rewinding. Every round writes its mask and metrics to --output; rerun to resume.",
         epilog="presets: " + "; ".join(f"{name}: {preset.help}" for name, preset in PRESETS.items()))
-    add_arguments(parser, TicketConfig, order=(Experiment, TicketConfig, FinetuneSettings), optional=True)
+    add_arguments(parser, TicketConfig, order=(Experiment, TicketConfig, StructuredSettings, FinetuneSettings),
+                  optional=True)
+    add_arguments(parser, ControlSettings)
     add_command_options(parser, output="runs/<task> or runs/<preset>, + _<structure> for a structured run")
-    parser.add_argument("--preset", choices=list(PRESETS), help="a named run (see below); flags given replace its values")
-    parser.add_argument("--controls", nargs="*", default=None, choices=list(CONTROLS), metavar="CONTROL",
-                        help=f"then run these controls at the last sparsity and print Table 2: {', '.join(CONTROLS)}")
+    parser.add_argument("--preset", choices=list(PRESETS),
+                        help="a named run (see below); flags given replace its values")
     return parser
 
 
@@ -52,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args) -> int:
     preset = PRESETS[args.preset] if args.preset else None
-    if preset is None and not hasattr(args, "task"):
-        raise SettingsError(f"give --task (or a --preset: {', '.join(PRESETS)})")
+    if not hasattr(args, "task") and (preset is None or "task" not in preset.settings):
+        named = [name for name, preset in PRESETS.items() if "task" in preset.settings]
+        raise SettingsError(f"give --task (or a --preset that names one: {', '.join(named)})")
     config = from_arguments(TicketConfig, args, defaults=preset.settings if preset else None)
-    controls = args.controls if args.controls is not None else (preset.controls if preset else ())
-    output = args.output or default_output(args.preset or config.task, config)
+    controls = from_arguments(ControlSettings, args, defaults={"controls": list(preset.controls)} if preset else None)
+    output = check_writable_folder(args.output or default_output(args.preset or config.task, config))
     started = time.perf_counter()
     distributed.start(config.device)  # under torchrun: join the other ranks
     rounds = find_ticket(config, output, progress=not args.quiet)
@@ -64,8 +71,8 @@ def run(args) -> int:
     print(format_table(summary))
     if len(rounds) > 1:
         print("\n".join(verdict_lines(summary)))
-    if controls and len(rounds) > 1:
-        print_controls(output, controls, progress=not args.quiet)
+    if controls.controls and len(rounds) > 1:
+        print_controls(output, controls.controls, progress=not args.quiet)
     print(f"{time.perf_counter() - started:.0f} s; results in {output}")
     return 0
 
@@ -78,7 +85,7 @@ def default_output(name: str, config: TicketConfig) -> str:
     return f"runs/{name}_{config.structure}" + ("_per_layer" if config.rank_within == "layer" else "")
 
 
-def print_controls(output: str, controls: list[str], progress: bool) -> None:
+def print_controls(output, controls: list[str], progress: bool) -> None:
     """Runs the controls at the run's last sparsity and prints Table 2 and how far IMP stands from each."""
     run = read_run(output, progress, with_data=False)
     imp = round_at(run)

@@ -1,9 +1,9 @@
-"""The IMP module: which weights may be pruned, the Mask, magnitude and random pruning, rewinding.
+"""Pruning: which weights may be pruned, the Mask, global magnitude pruning, the schedule and rewinding.
 
 A mask is a dict keyed by state-dict name, True = kept:
 `mask["bert.encoder.layer.3.attention.self.query.weight"]  # (768, 768) bool`.
 Iterative magnitude pruning (IMP), as in the paper, is these functions called in a loop
-(ticket.imp_round is this loop's body, with seeds, files and resuming):
+(ticket.py runs this loop, with seeds, files and resuming):
 
     theta_0 = snapshot(model)
     mask = Mask.dense(model)
@@ -13,19 +13,16 @@ Iterative magnitude pruning (IMP), as in the paper, is these functions called in
         rewind(model, theta_0, mask)
 
 Everything works on any nn.Module or state dict with Hugging Face BERT parameter names, with or
-without the `bert.` prefix of the headed models.
+without the `bert.` prefix of the headed models. Masks are saved by checkpoints/masks.py.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from . import files
 from .errors import MinilthError
 
 
@@ -42,19 +39,10 @@ ENCODER_PATTERN = (r"encoder\.layer\.\d+\."
 POOLER_PATTERN = r"pooler\.dense\.weight"
 EMBEDDINGS_PATTERN = r"embeddings\.(word|position|token_type)_embeddings\.weight"
 
-MASK_FILE_FORMAT = "minilth-mask"
-MASK_FILE_VERSION = 1
-
 TensorsLike = nn.Module | Mapping[str, torch.Tensor]
 
 
-# ---------------------------------------------------------------------------------------------
-# Names and tensors
-# ---------------------------------------------------------------------------------------------
-
-def _first_few(items: list[str], count: int = 3) -> str:
-    """Returns the first `count` items joined for a one-line message, with '...' when there are more."""
-    return "; ".join(items[:count]) + ("; ..." if len(items) > count else "")
+# --- names and tensors -----------------------------------------------------------------------------
 
 
 def named_tensors(model_or_sd: TensorsLike) -> dict[str, torch.Tensor]:
@@ -68,27 +56,10 @@ def named_tensors(model_or_sd: TensorsLike) -> dict[str, torch.Tensor]:
     raise MaskError(f"expected an nn.Module or a state dict, got {type(model_or_sd).__name__}")
 
 
-def pooler_magnitude_ratio(model_or_sd: TensorsLike, names: list[str]) -> float | None:
-    """Returns the pooler's mean |weight| over that of the other prunable matrices; None when it is not among `names`.
-
-    Far below 1, global magnitude pruning removes the pooler first and almost whole.
-    """
-    tensors = named_tensors(model_or_sd)
-    pooler = [name for name in names if is_pooler(name)]
-    others = [tensors[name].detach().abs().flatten() for name in names if name not in pooler]
-    if not pooler or not others:
-        return None
-    return (tensors[pooler[0]].detach().abs().mean() / torch.cat(others).mean()).item()
-
-
 def prunable_names(model_or_sd: TensorsLike, include_embeddings: bool = False,
                    include_pooler: bool = True) -> list[str]:
     """Returns the names of the prunable weight matrices, in the model's order (73 for BERT-base by default)."""
-    parts = [ENCODER_PATTERN]
-    if include_pooler:
-        parts.append(POOLER_PATTERN)
-    if include_embeddings:
-        parts.append(EMBEDDINGS_PATTERN)
+    parts = [ENCODER_PATTERN] + [POOLER_PATTERN] * include_pooler + [EMBEDDINGS_PATTERN] * include_embeddings
     pattern = re.compile(r"^(bert\.)?(" + "|".join(parts) + r")$")
     all_names = list(named_tensors(model_or_sd))
     names = [name for name in all_names if pattern.match(name)]
@@ -114,9 +85,8 @@ def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
 
 
-# ---------------------------------------------------------------------------------------------
-# The mask
-# ---------------------------------------------------------------------------------------------
+# --- the mask --------------------------------------------------------------------------------------
+
 
 class Mask:
     """A pruning mask: name -> bool tensor of the weight's shape, True = kept, False = pruned (stored on CPU)."""
@@ -141,7 +111,6 @@ class Mask:
             raise MaskError(f"the model has no tensor named {', '.join(missing[:3])}; check the names")
         return cls({name: torch.ones(tensors[name].shape, dtype=torch.bool) for name in names})
 
-    # -- dict-like access --
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.flags[name]
 
@@ -164,13 +133,11 @@ class Mask:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Mask):
             return NotImplemented
-        return (self.names() == other.names()
-                and all(torch.equal(self[name], other[name]) for name in self.flags))
+        return self.names() == other.names() and all(torch.equal(self[name], other[name]) for name in self.flags)
 
     def __repr__(self) -> str:
         return f"Mask({len(self)} tensors, {self.num_total:,} weights, sparsity {self.sparsity:.4f})"
 
-    # -- counts --
     @property
     def num_total(self) -> int:
         """Number of weights under the mask."""
@@ -197,20 +164,16 @@ class Mask:
 
     def per_tensor_sparsity(self) -> dict[str, float]:
         """Returns name -> fraction of that tensor's weights that are pruned."""
-        return {name: 1.0 - int(torch.count_nonzero(flag)) / flag.numel() for name, flag in self.flags.items()}
+        return {name: self.pruned_count(name) / flag.numel() for name, flag in self.flags.items()}
 
-    # -- using the mask on a model --
     def check_fits(self, model_or_sd: TensorsLike) -> None:
         """Returns None when every masked name exists in the model with the same shape; raises MaskError otherwise."""
         tensors = named_tensors(model_or_sd)
         missing = [name for name in self.flags if name not in tensors]
         wrong = [f"{name} mask {tuple(flag.shape)} vs model {tuple(tensors[name].shape)}"
                  for name, flag in self.flags.items() if name in tensors and flag.shape != tensors[name].shape]
-        problems = []
-        if missing:
-            problems.append(f"{len(missing)} names missing ({_first_few(missing)})")
-        if wrong:
-            problems.append(f"{len(wrong)} shape mismatches ({_first_few(wrong)})")
+        problems = [f"{len(found)} {what} ({'; '.join(found[:3])}{'; ...' if len(found) > 3 else ''})"
+                    for found, what in ((missing, "names missing"), (wrong, "shape mismatches")) if found]
         if problems:
             raise MaskError(f"mask was made for another model: {'; '.join(problems)}")
 
@@ -232,83 +195,25 @@ class Mask:
 
         return zero_pruned_weights
 
-    # -- files --
-    def save(self, path: str | Path) -> Path:
-        """Returns the path written: names, shapes and 1 bit per weight (np.packbits), written atomically."""
-        path = Path(path)
-        packed = [torch.from_numpy(np.packbits(flag.numpy().reshape(-1))) for flag in self.flags.values()]
-        payload = {
-            "format": MASK_FILE_FORMAT,
-            "version": MASK_FILE_VERSION,
-            "names": self.names(),
-            "shapes": [list(flag.shape) for flag in self.flags.values()],
-            "num_kept": [int(torch.count_nonzero(flag)) for flag in self.flags.values()],  # checked on load
-            "packed": packed,
-        }
-        files.save(payload, path)
-        return path
 
-    @classmethod
-    def load(cls, path: str | Path) -> "Mask":
-        """Returns the mask saved at `path` by Mask.save; raises MaskError for a missing, corrupt or foreign file."""
-        path = Path(path)
-        if not path.is_file():
-            raise MaskError(f"mask file {path} does not exist; write one with Mask.save")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises many kinds for a damaged zip or pickle
-            raise MaskError(f"{path} is not a readable minilth mask file ({type(error).__name__}); "
-                            f"re-create it with Mask.save") from None
-        return cls._from_payload(payload, path)
-
-    @classmethod
-    def _from_payload(cls, payload: object, path: Path) -> "Mask":
-        if not isinstance(payload, dict) or payload.get("format") != MASK_FILE_FORMAT:
-            raise MaskError(f"{path} is not a minilth mask file; re-create it with Mask.save")
-        if payload.get("version") != MASK_FILE_VERSION:
-            raise MaskError(f"{path} has mask format version {payload.get('version')}, this minilth reads "
-                            f"{MASK_FILE_VERSION}; re-create it with this version")
-        flags = {}
-        for name, shape, kept, packed in zip(payload["names"], payload["shapes"], payload["num_kept"],
-                                             payload["packed"], strict=True):
-            numel = int(np.prod(shape))
-            if packed.dtype != torch.uint8 or packed.numel() != (numel + 7) // 8:
-                raise MaskError(f"{path} is corrupt: entry '{name}' has the wrong size; re-create it with Mask.save")
-            bits = np.unpackbits(packed.numpy(), count=numel).astype(bool)
-            flag = torch.from_numpy(bits).reshape(shape)
-            if int(torch.count_nonzero(flag)) != kept:
-                raise MaskError(f"{path} is corrupt: entry '{name}' has {int(torch.count_nonzero(flag))} kept weights, "
-                                f"expected {kept}; re-create it with Mask.save")
-            flags[name] = flag
-        return cls(flags)
+# --- global magnitude pruning ----------------------------------------------------------------------
 
 
-# ---------------------------------------------------------------------------------------------
-# Pruning
-# ---------------------------------------------------------------------------------------------
-
-def _count_for(target_sparsity: float, total: int) -> int:
-    """Returns the exact number of pruned weights for a sparsity: round(target * total)."""
+def count_to_prune(target_sparsity: float, total: int) -> int:
+    """Returns the exact number of weights (or units) a sparsity prunes out of `total`: round(target x total)."""
     if not isinstance(target_sparsity, (int, float)) or not 0.0 <= target_sparsity < 1.0:
         raise MaskError(f"target sparsity must be in [0, 1), got {target_sparsity!r}")
     return int(round(target_sparsity * total))
 
 
-def _kth_smallest(scores: torch.Tensor, k: int) -> float:
-    """Returns the k-th smallest value (1-based) of a 1-D tensor."""
-    if scores.device.type == "cpu":
-        # numpy's introselect is ~3x faster than torch.kthvalue on CPU and needs no index tensor.
-        values = scores.numpy().copy()
-        values.partition(k - 1)
-        return float(values[k - 1])
-    return float(torch.kthvalue(scores, k).values)
-
-
-def _keep_largest(scores: torch.Tensor, num_pruned: int) -> torch.Tensor:
+def keep_largest(scores: torch.Tensor, num_pruned: int) -> torch.Tensor:
     """Returns a bool vector keeping all but the `num_pruned` smallest scores; ties go by index (lower pruned first)."""
     if num_pruned == 0:
         return torch.ones_like(scores, dtype=torch.bool)  # (N,)
-    threshold = _kth_smallest(scores, num_pruned)
+    # numpy's introselect is ~3x faster than torch.kthvalue on CPU and needs no index tensor.
+    values = scores.cpu().numpy().copy()
+    values.partition(num_pruned - 1)
+    threshold = float(values[num_pruned - 1])  # the num_pruned-th smallest score
     keep = scores > threshold  # (N,)
     ties = torch.nonzero(scores == threshold).flatten()  # (n_ties,)
     still_to_prune = num_pruned - int(torch.count_nonzero(scores < threshold))
@@ -316,25 +221,16 @@ def _keep_largest(scores: torch.Tensor, num_pruned: int) -> torch.Tensor:
     return keep
 
 
-def _scores_of(tensors: dict[str, torch.Tensor], mask: Mask) -> list[torch.Tensor]:
-    """Returns flat float32 |w| per masked tensor, with already-pruned weights set to -1 so they stay pruned."""
-    scores = []
-    for name, flag in mask.items():
-        weight = tensors[name].detach()
-        score = weight.abs().float().flatten()  # (numel,)
-        if not torch.isfinite(score).all():
-            raise MaskError(f"weight '{name}' contains NaN or inf; magnitude pruning needs finite weights")
-        score[~flag.flatten().to(score.device)] = -1.0
-        scores.append(score)
-    return scores
+def prune_by_scores(scores: list[torch.Tensor], mask: Mask, num_pruned: int) -> Mask:
+    """Returns a new mask pruning the `num_pruned` smallest scores over all tensors together.
 
-
-def _prune_by_scores(scores: list[torch.Tensor], mask: Mask, num_pruned: int) -> Mask:
-    """Returns a new mask pruning the `num_pruned` smallest scores over all tensors together."""
+    `scores` holds one flat tensor per masked tensor, in the mask's order; already-pruned weights
+    must score below every kept one (magnitude_prune gives them -1) so that they stay pruned.
+    """
     if num_pruned < mask.num_pruned:
         raise MaskError(f"target sparsity {num_pruned / mask.num_total:.4f} is below the mask's current sparsity "
                         f"{mask.sparsity:.4f}; pruned weights cannot come back, ask for a higher target")
-    keep = _keep_largest(torch.cat(scores), num_pruned).cpu()  # (N,)
+    keep = keep_largest(torch.cat(scores), num_pruned).cpu()  # (N,)
     pieces = torch.split(keep, [flag.numel() for flag in mask.flags.values()])
     return Mask({name: piece.reshape(flag.shape) for (name, flag), piece in zip(mask.items(), pieces)})
 
@@ -347,51 +243,19 @@ def magnitude_prune(model_or_sd: TensorsLike, mask: Mask, target_sparsity: float
     tensors in the mask's order, each flattened row-major, lower positions pruned first.
     """
     mask.check_fits(model_or_sd)
-    num_pruned = _count_for(target_sparsity, mask.num_total)
-    scores = _scores_of(named_tensors(model_or_sd), mask)
-    return _prune_by_scores(scores, mask, num_pruned)
-
-
-def oneshot_prune(theta0: TensorsLike, target_sparsity: float, names: list[str] | None = None) -> Mask:
-    """Returns the one-shot magnitude-pruning mask of theta_0 itself (the paper's one-shot control)."""
-    return magnitude_prune(theta0, Mask.dense(theta0, names), target_sparsity)
-
-
-def random_prune(model_or_sd: TensorsLike, mask: Mask, target_sparsity: float | None = None, *,
-                 seed: int = 0, generator: torch.Generator | None = None,
-                 layerwise_like: Mask | None = None) -> Mask:
-    """Returns a new mask pruning uniformly random kept weights, to `target_sparsity` globally or like `layerwise_like`.
-
-    With `layerwise_like`, each tensor is pruned to that mask's sparsity of the same tensor.
-    Already-pruned weights of `mask` stay pruned (start from Mask.dense for a fresh random mask).
-    Counts are exact: globally round(target * total); layer-wise each tensor gets exactly as many
-    zeros as the same tensor of `layerwise_like`. `generator` wins over `seed` when both are given.
-    """
-    mask.check_fits(model_or_sd)
-    if (target_sparsity is None) == (layerwise_like is None):
-        raise MaskError("give exactly one of target_sparsity (global) or layerwise_like (per tensor)")
-    if generator is None:
-        generator = torch.Generator().manual_seed(seed)
-    # Random pruning is magnitude pruning of random scores: the same exact-count machinery.
+    tensors = named_tensors(model_or_sd)
     scores = []
-    for flag in mask.flags.values():
-        score = torch.rand(flag.numel(), generator=generator)  # (numel,)
-        score[~flag.flatten()] = -1.0
+    for name, flag in mask.items():
+        score = tensors[name].detach().abs().float().flatten()  # (numel,)
+        if not torch.isfinite(score).all():
+            raise MaskError(f"weight '{name}' contains NaN or inf; magnitude pruning needs finite weights")
+        score[~flag.flatten().to(score.device)] = -1.0  # already pruned: smallest of all, so they stay pruned
         scores.append(score)
-    if layerwise_like is None:
-        return _prune_by_scores(scores, mask, _count_for(target_sparsity, mask.num_total))
-    if layerwise_like.names() != mask.names():
-        raise MaskError("layerwise_like must mask the same tensors as mask, in the same order")
-    flags = {}
-    for score, (name, flag) in zip(scores, mask.items()):
-        one = Mask({name: flag})
-        flags[name] = _prune_by_scores([score], one, layerwise_like.pruned_count(name))[name]
-    return Mask(flags)
+    return prune_by_scores(scores, mask, count_to_prune(target_sparsity, mask.num_total))
 
 
-# ---------------------------------------------------------------------------------------------
-# Schedules and rewinding
-# ---------------------------------------------------------------------------------------------
+# --- the schedule and rewinding --------------------------------------------------------------------
+
 
 def sparsity_schedule(target: float = 0.9, rate: float = 0.1, kind: str = "original") -> list[float]:
     """Returns the sparsity after each IMP round, e.g. [0.1, 0.2, ..., 0.9]; the last entry is `target`.
@@ -404,15 +268,12 @@ def sparsity_schedule(target: float = 0.9, rate: float = 0.1, kind: str = "origi
         raise MaskError(f"target sparsity must be in [0, 1), got {target!r}")
     if not isinstance(rate, (int, float)) or not 0.0 < rate < 1.0:
         raise MaskError(f"pruning rate must be in (0, 1), got {rate!r}")
-    if kind == "original":
-        level = lambda k: round(k * rate, 10)  # noqa: E731
-    elif kind == "remaining":
-        level = lambda k: round(1.0 - (1.0 - rate) ** k, 10)  # noqa: E731
-    else:
+    if kind not in ("original", "remaining"):
         raise MaskError(f"unknown schedule kind '{kind}'; use 'original' or 'remaining'")
+    level = (lambda k: k * rate) if kind == "original" else (lambda k: 1.0 - (1.0 - rate) ** k)
     levels, k = [], 1
     while target > 0 and (not levels or levels[-1] < target):
-        levels.append(min(level(k), target))
+        levels.append(min(round(level(k), 10), target))
         k += 1
     return levels
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import typing
 
 from .errors import MinilthError
@@ -25,9 +26,13 @@ class SettingsError(MinilthError, ValueError):
     """A setting with an impossible value."""
 
 
-def setting(default=dataclasses.MISSING, help: str = "", *, choices: tuple | None = None):
-    """Returns a dataclass field with its help text (and allowed values) for the command line."""
-    metadata = {"help": help, "choices": choices}
+def setting(default=dataclasses.MISSING, help: str = "", *, choices: tuple | None = None, nargs: str | None = None,
+            type: typing.Callable | None = None):
+    """Returns a dataclass field with its help text (and allowed values) for the command line.
+
+    `nargs` and `type` override what the field's type hint gives the flag (e.g. nargs="*" for a list that may be
+    given empty, type=str for values __post_init__ parses)."""
+    metadata = {"help": help, "choices": choices, "nargs": nargs, "type": type}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -43,10 +48,11 @@ def check_choices(settings) -> None:
     """Raises SettingsError for a field whose value is not among its `choices`: argparse checks the command line
     only, and settings also come from code and from a run's config.json."""
     for field in dataclasses.fields(settings):
-        choices, value = field.metadata.get("choices"), getattr(settings, field.name)
-        if choices is not None:
-            check(value in choices, f"unknown {field.name.replace('_', ' ')} '{value}' ({flag(field.name)}); use one "
-                                    f"of {', '.join(choices)}")
+        choices, values = field.metadata.get("choices"), getattr(settings, field.name)
+        many = isinstance(values, list)  # a list setting: each value is one of the choices
+        name = field.name.replace("_", " ").removesuffix("s" if many else "")
+        for value in (values if many else [values]) if choices else ():
+            check(value in choices, f"unknown {name} '{value}' ({flag(field.name)}); use one of {', '.join(choices)}")
 
 
 def flag(name: str) -> str:
@@ -79,24 +85,32 @@ def declared_fields(cls) -> list[dataclasses.Field]:
 
 
 def _add_flag(group, field: dataclasses.Field, hint, required: bool) -> None:
-    kind, default = _value_type(hint), _default(field)
+    kind, default = field.metadata.get("type") or _value_type(hint), _default(field)
     options = dict(dest=field.name, default=argparse.SUPPRESS, help=_help(field, default))
     if kind is bool:
         action = argparse.BooleanOptionalAction if default is True else "store_true"
         group.add_argument(flag(field.name), action=action, **options)
         return
-    if _is_list(hint):
-        options["nargs"] = "+"
+    if field.metadata.get("nargs") or _is_list(hint):
+        options["nargs"] = field.metadata.get("nargs") or "+"
     choices = field.metadata.get("choices")
     group.add_argument(flag(field.name), type=kind, required=required, choices=choices,
                        metavar=None if choices else field.name.upper(), **options)
 
 
-def add_command_options(parser: argparse.ArgumentParser, output: str) -> None:
-    """Adds the options of a command that are not settings of its run: --output and --quiet."""
+class CommandParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, `error: ...; see --help`, and exit 2 (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
+def add_command_options(parser: argparse.ArgumentParser, output: str, quiet: bool = True) -> None:
+    """Adds the options of a command that are not settings of its run: --output (and --quiet)."""
     group = parser.add_argument_group("command")
     group.add_argument("--output", default=None, help=f"output folder (default: {output})")
-    group.add_argument("--quiet", action="store_true", help="no progress bars")
+    if quiet:
+        group.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def from_arguments(cls, args: argparse.Namespace, defaults: dict | None = None, **extra):
@@ -134,6 +148,10 @@ def from_dict(cls, values: dict, source: str):
         return cls(**values)
     except TypeError as error:  # a required setting is missing
         raise SettingsError(f"{source} is incomplete ({error}); start a new output folder") from None
+    except SettingsError as error:  # the check names a flag the user never gave: in a file it is a key
+        message = re.sub(r"--([a-z][a-z-]*)", lambda match: match.group(1).replace("-", "_"), str(error))
+        raise SettingsError(f"{source}: {message}; correct it there, or delete the file and rerun the command "
+                            f"that wrote it") from None
 
 
 def _default(field: dataclasses.Field):

@@ -1,13 +1,14 @@
 """Fine-tuning and evaluation: one plain loop for every task (classification, regression, SQuAD, MLM).
 
     model = model_for_task("bert-base-uncased", task, seed=0)
-    history = finetune(model, task, train_data, eval_data, seed=0)              # the paper's settings
+    history = finetune(model, task, train_data, eval_data, seed=0)                        # the paper's settings
     history = finetune(model, task, train_data, eval_data, epochs=1, learning_rate=1e-4)  # or others
-    history.final  # {'acc': 0.66}
+    history.final  # the metrics after the last epoch, e.g. {'acc': 0.66, 'acc_se': 0.028, 'acc_chance': 0.53}
 
-The settings are declared once, in FinetuneSettings (the command line is derived from it);
-those left as None take the paper's values from the task table.
-A mask, when given, holds through training: pruned weights are zeroed after every optimiser step.
+The settings are declared once, in FinetuneSettings (the command lines are derived from it);
+epochs, learning rate, batch size and weight decay left as None take the paper's values for the
+task from the task table (data/tasks.py). A mask, when given, holds through training: pruned
+weights are zeroed after every optimiser step.
 """
 from __future__ import annotations
 
@@ -22,25 +23,26 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import distributed
-from .data import IGNORE_INDEX, batches, num_batches
+from .checkpoints import from_pretrained
+from .data.batches import IGNORE_INDEX, batches, num_batches
+from .data.mlm import mask_batch
+from .data.scoring import batch_outputs, score
+from .data.squad import EVALUATIONS
+from .data.tasks import Task
 from .errors import MinilthError
-from .metrics import chance_level, glue_metrics, sampling_error
-from .mlm import mask_batch, mlm_batch_stats, mlm_metrics
 from .model import BertPreTrainedModel
 from .prune import snapshot
+from .scale import distributed
 from .settings import SettingsError, check, check_choices, flag, setting
-from .squad import EVALUATIONS, score_logits
-from .tasks import Task
-from .weights import from_pretrained
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 NO_DECAY = ("bias", "LayerNorm.weight")  # BERT never decays biases and LayerNorm gains
+MAX_EPOCHS = 1000  # BERT fine-tunes for 2 to 4; more than this is a typing mistake
 
 
 @dataclass(kw_only=True)
 class FinetuneSettings:
-    """fine-tuning (left unset: the paper's value for the task, from tasks.py)"""
+    """fine-tuning (epochs, learning rate, batch size and weight decay left unset: the task's values, data/tasks.py)"""
 
     epochs: float | None = setting(None, "epochs per fine-tuning; may be fractional, e.g. 0.5")
     learning_rate: float | None = setting(None, "peak learning rate of AdamW")
@@ -53,6 +55,7 @@ class FinetuneSettings:
                                            "the paper sampled batches at random")
     precision: str = setting("fp32", "bf16 autocast works on CPUs and GPUs, fp16 (with a loss scaler) on GPUs",
                              choices=PRECISIONS)
+    eval_batch_size: int = setting(128, "examples per evaluation batch (no gradients: larger is cheaper)")
     device: str = setting("auto", "auto (a GPU when there is one), cpu, cuda, cuda:1, ...")
     squad_evaluation: str = setting("official", "SQuAD answers and scores: official (evaluate-v1.1.py) or reference "
                                                 "(the paper's code: the 20 best starts and ends over all max_length "
@@ -60,15 +63,19 @@ class FinetuneSettings:
                                                 "transformers 2.x squad_evaluate)", choices=EVALUATIONS)
 
     def __post_init__(self):
-        positive = {"epochs": self.epochs, "learning_rate": self.learning_rate, "batch_size": self.batch_size}
-        for name, value in positive.items():
-            check(value is None or value > 0, f"{flag(name)} must be positive, got {value}")
-        check(self.batch_size is None or isinstance(self.batch_size, int),
-              f"{flag('batch_size')} must be a whole number, got {self.batch_size}")
-        check(self.weight_decay is None or self.weight_decay >= 0,
+        for name in ("epochs", "learning_rate", "batch_size", "eval_batch_size"):
+            value = getattr(self, name)
+            check(value is None or (value > 0 and math.isfinite(value)), f"{flag(name)} must be positive, got {value}")
+        check(self.epochs is None or self.epochs <= MAX_EPOCHS, f"{flag('epochs')} must be at most {MAX_EPOCHS}, "
+                                                               f"got {self.epochs}")
+        for name in ("batch_size", "eval_batch_size"):
+            check(getattr(self, name) is None or isinstance(getattr(self, name), int),
+                  f"{flag(name)} must be a whole number, got {getattr(self, name)}")
+        check(self.weight_decay is None or 0 <= self.weight_decay < math.inf,
               f"{flag('weight_decay')} must be 0 or more, got {self.weight_decay}")
         check(0 <= self.warmup_ratio < 1, f"{flag('warmup_ratio')} must be in [0, 1), got {self.warmup_ratio}")
-        check(self.max_grad_norm >= 0, f"{flag('max_grad_norm')} must be 0 (off) or more, got {self.max_grad_norm}")
+        check(0 <= self.max_grad_norm < math.inf,
+              f"{flag('max_grad_norm')} must be 0 (off) or more, got {self.max_grad_norm}")
         check_choices(self)  # precision, squad_evaluation, and the choices of the classes built on this one
         parse_device(self.device)
 
@@ -108,19 +115,22 @@ def set_seed(seed: int) -> None:
 
 
 def parse_device(device: str | None) -> torch.device | None:
-    """Returns the torch.device a device string names (None for 'auto'); a SettingsError for a bad string."""
+    """Returns the torch.device a device string names (None for 'auto'); a SettingsError for one minilth cannot use."""
     if device in (None, "auto"):
         return None
     try:
-        return torch.device(device)
+        named = torch.device(device)
     except (RuntimeError, TypeError):
-        raise SettingsError(f"unknown device '{device}'; use auto, cpu, cuda or cuda:N") from None
+        named = None
+    if named is None or named.type not in ("cpu", "cuda"):
+        raise SettingsError(f"unknown device '{device}' ({flag('device')}); use auto, cpu, cuda or cuda:N")
+    return named
 
 
 def choose_device(device: str | None = "auto") -> torch.device:
     """Returns the device to train on: CUDA when present for 'auto', else the CPU; or the one named.
 
-    Under torchrun each process (rank) has its own, chosen when it joined (distributed.start).
+    Under torchrun each process (rank) has its own, chosen when it joined (scale/distributed.start).
     """
     named = parse_device(device)
     if distributed.device() is not None:
@@ -134,14 +144,11 @@ def choose_device(device: str | None = "auto") -> torch.device:
 
 def autocast(device: torch.device, precision: str):
     """Returns the autocast context for a precision: bf16 on CPU or CUDA, fp16 on CUDA only."""
-    if precision not in PRECISIONS:
-        raise MinilthError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision == "fp16" and device.type != "cuda":
         raise MinilthError("fp16 needs a CUDA GPU (it trains with a gradient scaler); use bf16 on the CPU")
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 def model_for_task(checkpoint, task: Task, seed: int = 0) -> BertPreTrainedModel:
@@ -195,7 +202,7 @@ def finetune(model: BertPreTrainedModel, task: Task, train_data, eval_data=None,
     `history.snapshot`, the theta_i to rewind to. `on_step(step, model)` is called after every
     optimiser step (to watch or record anything).
     """
-    settings = _with_overrides(settings or FinetuneSettings(), overrides).for_task(task)
+    settings = with_overrides(settings, overrides).for_task(task)
     device = choose_device(settings.device)
     autocast(device, settings.precision)  # an impossible precision fails here, before any work
     features = train_data.features
@@ -211,7 +218,7 @@ def finetune(model: BertPreTrainedModel, task: Task, train_data, eval_data=None,
     set_seed(seed)
     distributed.seed_dropout(seed)  # under torchrun each rank draws its own dropout masks
     model.to(device).train()
-    trained = distributed.wrap(model, device, unused_parameters=bool(model.unused_tensors))
+    trained = distributed.wrap(model, device, unused_parameters=bool(model.unused_tensors))  # DDP under torchrun
     optimizer = make_optimizer(model, settings.learning_rate, settings.weight_decay)
     scheduler = linear_schedule(optimizer, lr_decay_steps or total_steps, round(settings.warmup_ratio * total_steps),
                                 start_step)
@@ -231,7 +238,7 @@ def finetune(model: BertPreTrainedModel, task: Task, train_data, eval_data=None,
                         group_by_length=settings.group_by_length, pad_id=_pad_id(train_data), start=skip)
         skip = 0
         for batch in order:
-            batch = _prepare(batch, task, train_data, device, seed * 100_003 + history.steps)
+            batch = prepare_batch(batch, task, train_data, device, seed * 100_003 + history.steps)
             batch, weight = distributed.shard(batch, _loss_terms(batch, task))  # this rank's rows of the batch
             with autocast(device, settings.precision):
                 loss = trained(**batch).loss * weight
@@ -242,7 +249,8 @@ def finetune(model: BertPreTrainedModel, task: Task, train_data, eval_data=None,
             history.steps += 1
             examples += batch["input_ids"].shape[0]
             loss_terms.append(loss.detach())
-            if history.steps % 10 == 0 or history.steps == total_steps:
+            if history.steps % 10 == 0 or history.steps == total_steps:  # reading the loss waits for the step
+                _check_finite(loss_terms[-1].item(), history.steps, settings)
                 bar.set_postfix(loss=f"{loss_terms[-1].item():.4f}")
             bar.update()
             if history.steps == snapshot_step:
@@ -253,8 +261,7 @@ def finetune(model: BertPreTrainedModel, task: Task, train_data, eval_data=None,
                 break
         epoch += 1
         if eval_data is not None:
-            history.epochs.append(evaluate(model, task, eval_data, device=device, precision=settings.precision,
-                                           squad_evaluation=settings.squad_evaluation))
+            history.epochs.append(evaluate(model, task, eval_data, settings))
             bar.write(f"epoch {epoch}: " + ", ".join(f"{k} {history.epochs[-1][k]:.4f}" for k in task.metrics))
             model.train()
     bar.close()
@@ -264,40 +271,37 @@ def finetune(model: BertPreTrainedModel, task: Task, train_data, eval_data=None,
     return history
 
 
-def first_batches(task: Task, data, batch_size: int, count: int, device: torch.device) -> list[dict]:
-    """Returns the first `count` batches of a dataset in file order, on the device, as the model's loss reads them
-    (labels included; MLM tokens masked)."""
-    order = batches(data.features, batch_size, pad_id=_pad_id(data))
-    return [_prepare(batch, task, data, device, masking_seed=step) for step, batch in zip(range(count), order)]
-
-
-def _with_overrides(settings: FinetuneSettings, overrides: dict) -> FinetuneSettings:
-    """The settings with keyword overrides applied; an unknown keyword is a one-line error listing the known ones."""
-    known = {f.name for f in dataclasses.fields(FinetuneSettings)}
+def with_overrides(settings: FinetuneSettings | None, overrides: dict) -> FinetuneSettings:
+    """Returns the settings (default: FinetuneSettings()) with keyword overrides applied; an unknown keyword is a
+    one-line error listing the known ones."""
+    settings = settings or FinetuneSettings()
+    known = {f.name for f in dataclasses.fields(settings)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise SettingsError(f"finetune() got unknown settings {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise SettingsError(f"unknown settings {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     return dataclasses.replace(settings, **overrides) if overrides else settings
 
 
 def _backward_and_step(loss, model, optimizer, scaler, max_grad_norm: float) -> None:
     """Backward pass, gradient-norm clipping and one optimiser step (through the fp16 scaler when there is one)."""
     optimizer.zero_grad(set_to_none=True)
-    if scaler is not None:
-        scaler.scale(loss).backward()
+    (scaler.scale(loss) if scaler else loss).backward()
+    if scaler:
         scaler.unscale_(optimizer)
-        _clip(model, max_grad_norm)
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    if scaler:
         scaler.step(optimizer)
         scaler.update()
     else:
-        loss.backward()
-        _clip(model, max_grad_norm)
         optimizer.step()
 
 
-def _clip(model, max_grad_norm: float) -> None:
-    if max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+def _check_finite(loss: float, step: int, settings: FinetuneSettings) -> None:
+    """Raises MinilthError when training diverged: a loss of nan or inf makes every later number meaningless."""
+    if not math.isfinite(loss):
+        raise MinilthError(f"the training loss is {loss} at step {step}: training diverged; lower --learning-rate "
+                           f"(now {settings.learning_rate:g})")
 
 
 def _loss_terms(batch: dict, task: Task) -> torch.Tensor:
@@ -311,61 +315,39 @@ def _pad_id(data) -> int:
     return getattr(data, "pad_id", 0)
 
 
-def _prepare(batch: dict, task: Task, data, device: torch.device, masking_seed: int) -> dict:
-    """Moves a collated batch to the device, keeps only what the model reads, and masks tokens for MLM.
+def prepare_batch(batch: dict, task: Task, data, device: torch.device, masking_seed: int) -> dict:
+    """Returns a collated batch on the device, with only what the model reads, and tokens masked for MLM.
 
-    MLM masks (15%; 80/10/10) are drawn fresh for every step from a generator seeded by the
-    step, so every epoch sees new masks and a run repeats exactly.
+    MLM masks (15%; 80/10/10) are drawn from a generator seeded by `masking_seed` (the step), so
+    every epoch sees new masks and a run repeats exactly.
     """
     model_keys = ("input_ids", "attention_mask", "token_type_ids", "labels", "start_positions", "end_positions")
     batch = {k: v for k, v in batch.items() if k in model_keys}
     if task.kind == "mlm":
-        generator = torch.Generator().manual_seed(masking_seed)
-        batch = mask_batch(batch, data.tokenizer, task.mlm_probability, generator)
+        batch = mask_batch(batch, data.tokenizer, task.mlm_probability, torch.Generator().manual_seed(masking_seed))
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-@torch.no_grad()
-def evaluate(model: BertPreTrainedModel, task: Task, data, *, batch_size: int = 128,
-             device: str | torch.device | None = "auto", precision: str = "fp32",
-             squad_evaluation: str = "official") -> dict[str, float]:
-    """Returns the task's metrics of the model on a dataset (e.g. {'acc': 0.66} or {'f1': 88.1, ...}).
 
-    `squad_evaluation` (SQuAD only): "official", or "reference" to pad every feature to the task's
-    max_length and select and score answers as the paper's code does (squad.score_logits).
+@torch.no_grad()
+def evaluate(model: BertPreTrainedModel, task: Task, data, settings: FinetuneSettings | None = None,
+             **overrides) -> dict[str, float]:
+    """Returns the task's metrics of the model on a dataset (e.g. {'acc': 0.66, ...} or {'f1': 88.1, ...}).
+
+    The settings' device, precision, eval_batch_size and squad_evaluation apply ("reference":
+    every SQuAD feature padded to the task's max_length, answers selected and scored as the
+    paper's code does, data/squad.py).
     """
-    device = choose_device(device)
+    settings = with_overrides(settings, overrides)
+    device = choose_device(settings.device)
     model.to(device).eval()
     # the reference pads every SQuAD feature to max_length (processors/squad.py:139 of its transformers 2.x)
-    pad_to = task.max_length if task.kind == "span" and squad_evaluation == "reference" else None
-    outputs, total_loss, masked, correct = [], 0.0, 0, 0
-    for step, batch in enumerate(batches(data.features, batch_size, pad_id=_pad_id(data), pad_to=pad_to)):
-        batch = _prepare(batch, task, data, device, masking_seed=step)  # fixed masks: comparable runs
-        with autocast(device, precision):
-            out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-        if task.kind == "mlm":
-            loss_sum, num_masked, num_correct = mlm_batch_stats(out.logits, batch["labels"])
-            total_loss, masked, correct = total_loss + loss_sum, masked + num_masked, correct + num_correct
-        elif task.kind == "span":
-            outputs.append((out.start_logits.float().cpu(), out.end_logits.float().cpu()))
-        else:
-            outputs.append(out.logits.float().cpu())
-    if task.kind == "mlm":
-        return mlm_metrics(total_loss, masked, correct)
-    if task.kind == "span":
-        return _squad_scores(data, outputs, squad_evaluation)
-    logits = torch.cat(outputs)
-    predictions = logits.squeeze(-1) if task.kind == "regression" else logits.argmax(-1)
-    references = np.asarray([f["labels"] for f in data.features])
-    metrics = glue_metrics(task, predictions.numpy(), references)
-    # What the ticket's verdict needs to see past noise with one seed (ticket.summarize).
-    metric = task.ticket_metric
-    metrics[f"{metric}_se"] = sampling_error(metric, predictions.numpy(), references)
-    metrics[f"{metric}_chance"] = chance_level(metric, references)
-    return metrics
-
-
-def _squad_scores(data, outputs, evaluation: str) -> dict[str, float]:
-    start = [row for s, _ in outputs for row in s]
-    end = [row for _, e in outputs for row in e]
-    return score_logits(data, start, end, evaluation)
+    pad_to = task.max_length if task.kind == "span" and settings.squad_evaluation == "reference" else None
+    outputs = []
+    order = batches(data.features, settings.eval_batch_size, pad_id=_pad_id(data), pad_to=pad_to)
+    for step, batch in enumerate(order):
+        batch = prepare_batch(batch, task, data, device, masking_seed=step)  # fixed masks: comparable runs
+        with autocast(device, settings.precision):
+            output = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        outputs.append(batch_outputs(task, output, batch))
+    return score(task, data, outputs, settings.squad_evaluation)

@@ -11,7 +11,7 @@ MODEL=runs/minilm_no_dropout
 python - "$MODEL" <<'PY'
 import json, shutil, sys
 from pathlib import Path
-from minilth.weights import resolve_checkpoint
+from minilth.checkpoints.pretrained import resolve_checkpoint
 target = Path(sys.argv[1])
 shutil.copytree(resolve_checkpoint("all-MiniLM-L6-v2"), target, dirs_exist_ok=True)
 config = json.loads((target / "config.json").read_text())

@@ -30,7 +30,7 @@ python - <<'PY'
 import json
 from pathlib import Path
 
-from minilth.report import describe
+from minilth.lottery.report import describe
 
 runs = {"unstructured": Path("results/classroom_minilm"), "heads and neurons": Path("results/structured_minilm"),
         "heads and neurons, gradient": Path("results/structured_gradient_minilm"),

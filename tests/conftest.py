@@ -50,7 +50,7 @@ def minilm_path() -> Path:
 
 @pytest.fixture(scope="session")
 def minilm_tokenizer(minilm_path):
-    from minilth.tokenizer import Tokenizer
+    from minilth.checkpoints.tokenizer import Tokenizer
     return Tokenizer.from_folder(minilm_path)
 
 
@@ -92,7 +92,8 @@ def tiny_rte_imp_run(tiny_checkpoint, glue_dir, tmp_path_factory):
 
     Tests read it and never write into its rounds/.
     """
-    from minilth.ticket import TicketConfig, find_ticket
+    from minilth.config import TicketConfig
+    from minilth.ticket import find_ticket
 
     output = tmp_path_factory.mktemp("imp_rte")
     config = TicketConfig(task="rte", model=str(tiny_checkpoint), data_dir=str(glue_dir), target_sparsity=0.2,

@@ -59,7 +59,7 @@ def wikitext_archive() -> bytes:
 
 def mirror_files() -> dict[str, bytes]:
     """Every file of the mirror, by its official name."""
-    from minilth.data_sources import GLUE_ARCHIVES
+    from minilth.data.sources import GLUE_ARCHIVES
 
     squad = (FIXTURES / "squad_tiny.json").read_bytes()
     glue = {archive: glue_archive(task) for task, archive in GLUE_ARCHIVES.items()
@@ -76,7 +76,8 @@ def digests(files: dict[str, bytes]) -> dict[str, str]:
 @contextlib.contextmanager
 def serve_data_mirror(monkeypatch, tmp_path: Path):
     """Yields the running mirror; downloads are allowed, go to it ($MINILTH_DATA_URL) and are cached in tmp_path."""
-    from minilth import data_sources, download
+    from minilth.checkpoints import download
+    from minilth.data import sources as data_sources
 
     files = mirror_files()
     monkeypatch.setattr(data_sources, "SHA256", digests(files))

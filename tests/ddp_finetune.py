@@ -6,11 +6,11 @@ import sys
 
 import torch
 
-from minilth import distributed
-from minilth.datasets import load_dataset
-from minilth.tasks import get_task
+from minilth.scale import distributed
+from minilth.data.folders import load_dataset
+from minilth.data.tasks import get_task
 from minilth.train import finetune, model_for_task
-from minilth.weights import load_tokenizer
+from minilth.checkpoints.pretrained import load_tokenizer
 
 
 def main(checkpoint: str, glue_dir: str, out: str, task_name: str = "rte") -> None:

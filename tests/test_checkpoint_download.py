@@ -7,7 +7,7 @@ import torch
 from http_server import serve
 
 from minilth.errors import DownloadError
-from minilth.weights import from_pretrained, resolve_checkpoint
+from minilth.checkpoints.pretrained import from_pretrained, resolve_checkpoint
 
 
 def hub_files(tiny_checkpoint, tmp_path, repo: str) -> dict[str, bytes]:

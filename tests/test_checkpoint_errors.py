@@ -9,7 +9,7 @@ import torch
 
 from conftest import TINY
 from minilth.errors import CheckpointError
-from minilth.weights import from_pretrained, load_tokenizer, read_safetensors
+from minilth.checkpoints.pretrained import from_pretrained, load_tokenizer, read_safetensors
 
 
 def weights_cli(checkpoint) -> subprocess.CompletedProcess:
@@ -47,11 +47,12 @@ BAD_CONFIG_VALUES = [
     ({"vocab_size": 0}, "vocab_size must be a whole number of at least 1, got 0"),
     ({"num_attention_heads": 0}, "num_attention_heads must be a whole number of at least 1, got 0"),
     ({"num_attention_heads": 5}, "hidden_size 32 is not a multiple of num_attention_heads 5"),
-    ({"pad_token_id": 40000}, "pad_token_id must be a token id in [0, vocab_size 30522), got 40000"),
+    ({"pad_token_id": 40000}, "pad_token_id must be a token id below vocab_size 30522, got 40000"),
     ({"hidden_dropout_prob": "0.1"}, "hidden_dropout_prob must be a probability in [0, 1], got '0.1'"),
     ({"layer_norm_eps": 0}, "layer_norm_eps must be a positive number, got 0"),
-    ({"hidden_act": ["gelu"]},
-     "hidden_act ['gelu'] is not supported; use one of ['gelu', 'gelu_new', 'gelu_pytorch_tanh', 'relu']"),
+    ({"hidden_act": ["gelu"]}, "hidden_act must be one of gelu, gelu_new, gelu_pytorch_tanh, relu, got ['gelu']"),
+    ({"vocab_size": 10**10}, "this config describes a model of 3.2e+11 parameters (vocab_size 10000000000, hidden_size "
+                             "32, 2 layers), far beyond any BERT: check its sizes"),
 ]
 
 

@@ -4,13 +4,21 @@ import json
 import pytest
 import torch
 
-import minilth.controls as controls
-from minilth.controls import (main, random_pruning_mask, oneshot_mask, reinitialize, run_controls,
-                              standard_pruning)
+import minilth.lottery.controls as controls
+from minilth.checkpoints import load_mask
+from minilth.controls import main
+from minilth.data.tasks import get_task
 from minilth.errors import MinilthError
+from minilth.lottery.controls import (oneshot_mask, random_pruning_mask, reinitialize, run_controls,
+                                      standard_pruning)
+from minilth.lottery.run_folder import read_run
 from minilth.prune import Mask, magnitude_prune, snapshot
-from minilth.tasks import get_task
-from minilth.ticket import fresh_model, read_run
+from minilth.train import model_for_task
+
+
+def fresh_model(config, task, seed):
+    """theta_0: the pre-trained model with the head drawn from the seed."""
+    return model_for_task(config.model, task, seed)
 
 
 @pytest.fixture(scope="module")
@@ -155,10 +163,10 @@ def test_run_controls_writes_each_result_and_resumes(imp_run, tmp_path, monkeypa
         assert len(results[name]) == 1
         for seed, result in zip([1], results[name]):
             assert result["control"] == name and result["seed"] == seed and 0.0 <= result["metrics"]["acc"] <= 1.0
-            mask = Mask.load(folder / name / f"seed_{seed}.mask.pt")
+            mask = load_mask(folder / name / f"seed_{seed}.mask.pt")
             assert mask.num_pruned == imp_mask.num_pruned and result["sparsity"] == imp_mask.sparsity
             assert json.loads((folder / name / f"seed_{seed}.json").read_text()) == result
-    assert Mask.load(folder / "random_reinit" / "seed_1.mask.pt") == imp_mask
+    assert load_mask(folder / "random_reinit" / "seed_1.mask.pt") == imp_mask
     assert not list(folder.glob("*/.seed_*.partial.pt"))  # finished: no checkpoint left behind
 
     def no_training(*args, **kwargs):
@@ -170,7 +178,7 @@ def test_run_controls_writes_each_result_and_resumes(imp_run, tmp_path, monkeypa
 
 def test_cli_prints_table2_and_resumes(imp_run, tmp_path, capsys):
     _, imp_dir, _ = imp_run
-    args = ["--run", str(imp_dir), "--at-sparsity", "0.1", "--controls", "random_pruning", "oneshot",
+    args = ["--run", str(imp_dir), "--sparsity", "0.1", "--controls", "random_pruning", "oneshot",
             "--output", str(tmp_path / "c"), "--quiet"]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -187,10 +195,11 @@ def test_cli_prints_table2_and_resumes(imp_run, tmp_path, capsys):
 
 def test_cli_bad_input_is_one_line(imp_run, tmp_path, capsys):
     _, imp_dir, _ = imp_run
-    assert main(["--run", str(tmp_path / "nothing")]) == 2
+    assert main(["--run", str(tmp_path / "nothing"), "--controls", "random_pruning"]) == 2
     err = capsys.readouterr().err
     assert "not a find_ticket output folder" in err and len(err.strip().splitlines()) == 1
-    assert main(["--run", str(imp_dir), "--at-sparsity", "0.5", "--output", str(tmp_path / "c")]) == 2
+    assert main(["--run", str(imp_dir), "--sparsity", "0.5", "--controls", "oneshot", "--output",
+                 str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert "no finished round at sparsity 0.5 (it has 0.1, 0.2)" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(SystemExit) as exit_info:
@@ -201,10 +210,10 @@ def test_cli_bad_input_is_one_line(imp_run, tmp_path, capsys):
 
 
 def test_the_imp_curve_is_drawn_with_its_controls_beside_it(imp_run, tmp_path, monkeypatch):
-    import minilth.ticket as ticket
+    import minilth.lottery.verdict as verdict
 
-    drawn, real_plot = [], ticket.plot_sparsity_curve
-    monkeypatch.setattr(ticket, "plot_sparsity_curve",
+    drawn, real_plot = [], verdict.plot_sparsity_curve
+    monkeypatch.setattr(verdict, "plot_sparsity_curve",
                         lambda summary, controls, path, title: drawn.append(controls) or real_plot(summary, controls,
                                                                                                     tmp_path / "c.png",
                                                                                                     title))
@@ -215,3 +224,11 @@ def test_the_imp_curve_is_drawn_with_its_controls_beside_it(imp_run, tmp_path, m
     (sparsity, value), = drawn[-1]["random_pruning"]
     assert sparsity == rounds[2].mask.sparsity and 0 <= value <= 1
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_cli_without_controls_names_them(imp_run, tmp_path, capsys):
+    _, imp_dir, _ = imp_run
+    assert main(["--run", str(imp_dir), "--output", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "name the controls to run with --controls" in err and "random_reinit" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "c").exists()

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from minilth.data import batch_indices, batches, collate, num_batches
+from minilth.data.batches import batch_indices, batches, collate, num_batches
 from minilth.errors import MinilthError
-from minilth.datasets import load_dataset
+from minilth.data.folders import load_dataset
 
 
 def feature(length, label, **extra):

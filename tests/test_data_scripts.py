@@ -3,8 +3,8 @@ import pytest
 
 from data_mirror import digests, load_script, zip_bytes
 from http_server import serve
-from minilth import data_sources
-from minilth import download as dl
+from minilth.data import sources as data_sources
+from minilth.checkpoints import download as dl
 
 MSR_HEADER = "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
 MSR_TRAIN = MSR_HEADER + (

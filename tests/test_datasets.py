@@ -7,7 +7,7 @@ import pytest
 
 from data_mirror import FIXTURES, load_script, serve_data_mirror
 from http_server import serve
-from minilth.datasets import download_command, load_dataset, resolve_data_dir, task_file
+from minilth.data.folders import download_command, load_dataset, resolve_data_dir, task_file
 from minilth.errors import DataError
 
 

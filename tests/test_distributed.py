@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from minilth.prune import Mask
-from minilth.datasets import load_dataset
-from minilth.tasks import get_task
+from minilth.checkpoints import load_mask
+from minilth.data.folders import load_dataset
+from minilth.data.tasks import get_task
 from minilth.train import finetune, model_for_task
-from minilth.weights import load_tokenizer
+from minilth.checkpoints.pretrained import load_tokenizer
 
 HERE = Path(__file__).resolve().parent
 
@@ -64,7 +64,7 @@ def test_find_ticket_under_torchrun_finds_the_same_ticket_and_resumes(no_dropout
     two, one = (json.loads((tmp_path / run / "summary.json").read_text()) for run in ("two", "one"))
     assert [r["mean"] for r in two["rounds"]] == pytest.approx([r["mean"] for r in one["rounds"]], abs=1e-6)
     for index in range(3):
-        masks = [Mask.load(tmp_path / run / "rounds" / f"round_{index:02d}" / "mask.pt") for run in ("two", "one")]
+        masks = [load_mask(tmp_path / run / "rounds" / f"round_{index:02d}" / "mask.pt") for run in ("two", "one")]
         assert masks[0] == masks[1]
     assert not list((tmp_path / "two").rglob(".*.tmp*")), "a rank other than 0 wrote"
     (tmp_path / "two" / "rounds" / "round_02" / "metrics.json").unlink()  # resume the last round, two ranks

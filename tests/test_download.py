@@ -1,4 +1,4 @@
-"""minilth.download against a local HTTP server: resume, checksums, cache, offline mode, safe unpacking."""
+"""minilth.checkpoints.download against a local HTTP server: resume, checksums, cache, offline mode, safe unpacking."""
 import ctypes
 import hashlib
 import io
@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from minilth import download as dl
+from minilth.checkpoints import download as dl
 from minilth.errors import DownloadError, MinilthError
 from http_server import serve
 

@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from minilth.model import BertConfig, Dropout, attention, build_model, dropout, dropout_keep_mask
+from minilth.fast.dropout import attention, dropout, dropout_keep_mask
+from minilth.model import BertConfig, Dropout, build_model
 
 KEEP = 58982 / 65536  # round(0.9 * 2**16) / 2**16: the keep probability 16 bits can give for 0.9
 DRAWS = 1 << 20

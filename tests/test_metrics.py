@@ -1,4 +1,4 @@
-"""minilth.metrics against sklearn.metrics and scipy.stats, on random inputs and on the edge cases."""
+"""minilth.data.metrics against sklearn.metrics and scipy.stats, on random inputs and on the edge cases."""
 import math
 import warnings
 
@@ -8,7 +8,7 @@ from scipy import stats
 from sklearn import metrics as skm
 
 from minilth.errors import MinilthError
-from minilth.metrics import accuracy, average_ranks, f1, glue_metrics, matthews_corrcoef, pearson, spearman
+from minilth.data.metrics import accuracy, average_ranks, f1, glue_metrics, matthews_corrcoef, pearson, spearman
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -82,7 +82,7 @@ def test_glue_metrics_report_each_tasks_metric_names():
 
 
 def test_sampling_error_of_accuracy_is_the_binomial_one_and_bootstrap_for_the_others():
-    from minilth.metrics import sampling_error
+    from minilth.data.metrics import sampling_error
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 277)
@@ -97,7 +97,7 @@ def test_sampling_error_of_accuracy_is_the_binomial_one_and_bootstrap_for_the_ot
 
 
 def test_chance_level_is_what_a_model_that_learned_nothing_scores():
-    from minilth.metrics import chance_level
+    from minilth.data.metrics import chance_level
 
     labels = np.array([1] * 146 + [0] * 131)  # RTE's dev split has 146 of one class in 277
     assert chance_level("acc", labels) == pytest.approx(146 / 277)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from minilth.errors import DataError
-from minilth.mlm import (cut_blocks, load_mlm, mask_batch, mask_tokens, mlm_batch_stats, mlm_metrics,
+from minilth.data.mlm import (cut_blocks, load_mlm, mask_batch, mask_tokens, mlm_batch_stats, mlm_metrics,
                          read_corpus, special_tokens_mask)
 
 WIKITEXT = """ 
@@ -157,7 +157,7 @@ def test_mlm_stats_and_metrics_by_hand():
 
 
 def test_blocks_collate_and_mask(corpus, minilm_tokenizer):
-    from minilth.data import collate
+    from minilth.data.batches import collate
     dataset = load_mlm(corpus, minilm_tokenizer, max_length=16)
     batch = mask_batch(collate(dataset.features), minilm_tokenizer, generator=torch.Generator().manual_seed(0))
     assert batch["input_ids"].shape == batch["labels"].shape == (len(dataset), 16)

@@ -9,8 +9,9 @@ import transformers
 
 from conftest import read_tsv_column_pairs
 from minilth.errors import CheckpointError
-from minilth.model import BertConfig, build_model, preset_names
-from minilth.weights import from_pretrained, load_tokenizer, read_safetensors
+from minilth.checkpoints.configs import preset_config, preset_names, read_config
+from minilth.model import BertConfig, build_model
+from minilth.checkpoints.pretrained import from_pretrained, load_tokenizer, read_safetensors
 
 TOL = 1e-5
 
@@ -78,10 +79,10 @@ def at_real_tokens(output: torch.Tensor, attention_mask: torch.Tensor) -> torch.
     return output[attention_mask.bool()] if output.shape[:2] == attention_mask.shape else output
 
 
-@pytest.mark.parametrize("unpad", [False, True], ids=["padded", "unpadded"])
+@pytest.mark.parametrize("execution", ["textbook", "padded", "unpadded"])
 @pytest.mark.parametrize("file_format", ["safetensors", "bin"])
 @pytest.mark.parametrize("reference_cls, head, extra, outputs", REFERENCE_HEADS)
-def test_random_tiny_models_match_transformers(tmp_path, file_format, reference_cls, head, extra, outputs, unpad):
+def test_random_tiny_models_match_transformers(tmp_path, file_format, reference_cls, head, extra, outputs, execution):
     torch.manual_seed(0)
     reference = reference_cls(tiny_hf_config(**extra)).eval()
     save_reference(reference, tmp_path / "ckpt", file_format)
@@ -89,7 +90,7 @@ def test_random_tiny_models_match_transformers(tmp_path, file_format, reference_
     ours = from_pretrained(tmp_path / "ckpt", head=head, num_labels=num_labels)
     # Hugging Face's QA and MLM models have no pooler; minilth's keep an unused one (UNUSED_POOLER)
     assert ours.load_report.missing == list(ours.unused_tensors) and ours.load_report.unexpected == []
-    ours.config.unpad = unpad
+    ours.config.execution = execution
 
     input_ids = torch.randint(5, 99, (3, 11))
     attention_mask = torch.ones_like(input_ids)
@@ -101,7 +102,7 @@ def test_random_tiny_models_match_transformers(tmp_path, file_format, reference_
         got, expected = ours(**inputs), reference(**inputs)
     for ours_name, their_name in outputs:
         got_output, expected_output = getattr(got, ours_name), getattr(expected, their_name)
-        if unpad:  # padding positions are not computed: per-token outputs agree at the real tokens
+        if execution == "unpadded":  # padding positions are not computed: per-token outputs agree at the real tokens
             got_output, expected_output = (at_real_tokens(o, attention_mask) for o in (got_output, expected_output))
         assert (got_output - expected_output).abs().max() < TOL, ours_name
 
@@ -143,12 +144,12 @@ def test_configs_from_google_and_presets(tmp_path):
               "max_position_embeddings": 512, "num_attention_heads": 4, "num_hidden_layers": 4,
               "type_vocab_size": 2, "vocab_size": 30522}
     (tmp_path / "bert_config.json").write_text(json.dumps(google))
-    assert BertConfig.from_json(tmp_path / "bert_config.json") == BertConfig.preset("bert_uncased_L-4_H-256_A-4")
+    assert read_config(tmp_path / "bert_config.json") == preset_config("bert_uncased_L-4_H-256_A-4")
     assert len([n for n in preset_names() if n.startswith("bert_uncased_")]) == 24
-    base, large = BertConfig.preset("bert-base-uncased"), BertConfig.preset("bert-large-uncased")
+    base, large = preset_config("bert-base-uncased"), preset_config("bert-large-uncased")
     assert (base.num_hidden_layers, base.hidden_size, large.num_hidden_layers, large.hidden_size) == (12, 768, 24, 1024)
     with pytest.raises(CheckpointError, match="no preset"):
-        BertConfig.preset("bert-huge")
+        preset_config("bert-huge")
 
 
 @pytest.mark.parametrize("files", ["samples", "complete"])

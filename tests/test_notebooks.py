@@ -15,8 +15,8 @@ import pytest
 from nbclient import NotebookClient
 
 from data_mirror import serve_data_mirror
-from minilth.data_sources import GLUE_ARCHIVES
-from minilth.tasks import TASKS
+from minilth.data.sources import GLUE_ARCHIVES
+from minilth.data.tasks import TASKS
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 TUTORIALS = REPOSITORY / "tutorials"
@@ -29,17 +29,19 @@ NOTEBOOKS = [
     "06_transfer_and_mlm_tickets.ipynb",
     "07_structured_tickets.ipynb",
 ]
-# The real MiniLM checkpoint and the GLUE samples of tests/fixtures, but one optimiser step per fine-tuning.
-QUICK = {"MAX_TRAIN_EXAMPLES": 8, "MAX_EVAL_EXAMPLES": 16, "EPOCHS": 1, "BATCH_SIZE": 8}
+# The real MiniLM checkpoint and the GLUE samples of tests/fixtures, but one optimiser step per fine-tuning: settings
+# of TicketConfig merged into the notebook's CHANGES, and the lessons' own variables.
+QUICK_CHANGES = {"max_train_examples": 8, "max_eval_examples": 16, "epochs": 1, "batch_size": 8}
 QUICK_PER_NOTEBOOK = {
-    "01_bert_from_scratch.ipynb": {"MAX_EVAL_EXAMPLES": 4},
+    "01_bert_from_scratch.ipynb": {"PAIRS": 4},
     "03_one_round_of_imp.ipynb": {"SPARSITY": 0.1},
-    "04_finding_a_ticket.ipynb": {"TARGET_SPARSITY": 0.1, "RATE": 0.1},
-    "05_is_it_a_winning_ticket.ipynb": {"TARGET_SPARSITY": 0.1, "RATE": 0.1, "SEEDS": [0]},
-    "06_transfer_and_mlm_tickets.ipynb": {"TARGET_SPARSITY": 0.1, "RATE": 0.1, "TARGETS": ["stsb", "sst2"],
-                                          "MLM_MAX_EXAMPLES": 8},
+    "04_finding_a_ticket.ipynb": {"CHANGES": {"target_sparsity": 0.1, "rate": 0.1}},
+    "05_is_it_a_winning_ticket.ipynb": {"CHANGES": {"target_sparsity": 0.1, "rate": 0.1, "seeds": [0]}},
+    "06_transfer_and_mlm_tickets.ipynb": {"CHANGES": {"target_sparsity": 0.1, "rate": 0.1},
+                                          "TARGETS": ["stsb", "sst2"], "MLM_MAX_EXAMPLES": 8},
     "07_structured_tickets.ipynb": {"SPARSITY": 0.25},
 }
+MAX_PARAMETER_LINES = 8  # a student changes a few values, not a recipe
 
 
 def parameter_cell_index(notebook) -> int:
@@ -49,13 +51,16 @@ def parameter_cell_index(notebook) -> int:
     return tagged[0]
 
 
-def quick_settings(name: str, parameter_source: str) -> dict:
-    """Returns the quick overrides for a notebook: only names its parameter cell assigns."""
-    wanted = {**QUICK, **QUICK_PER_NOTEBOOK.get(name, {})}
+def quick_settings(name: str, parameter_source: str) -> str:
+    """Returns the cell injected after the parameter cell: CHANGES gets the quick settings, lesson variables theirs."""
+    wanted = QUICK_PER_NOTEBOOK.get(name, {})
     assigned = set(re.findall(r"^([A-Z][A-Z0-9_]*)\s*=", parameter_source, flags=re.M))
-    stale = set(QUICK_PER_NOTEBOOK.get(name, {})) - assigned
+    stale = set(wanted) - assigned
     assert not stale, f"{name}: quick settings for {stale}, which its parameter cell does not define"
-    return {key: value for key, value in wanted.items() if key in assigned}
+    lines = [f"{key} = {value!r}" for key, value in wanted.items() if key != "CHANGES"]
+    if "CHANGES" in assigned:
+        lines.append(f"CHANGES = {{**CHANGES, **{QUICK_CHANGES!r}, **{wanted.get('CHANGES', {})!r}}}")
+    return "\n".join(lines)
 
 
 def default_task(parameter_source: str) -> str:
@@ -81,18 +86,17 @@ def new_cell(source: str, tag: str):
 def test_notebook_runs_top_to_bottom_downloading_its_data(name, tmp_path, monkeypatch):
     notebook = nbformat.read(TUTORIALS / name, as_version=4)
     index = parameter_cell_index(notebook)
-    overrides = quick_settings(name, notebook.cells[index].source)
     folder = TASKS[default_task(notebook.cells[index].source)].folder
-    notebook.cells.insert(index + 1, new_cell("\n".join(f"{k} = {v!r}" for k, v in overrides.items()),
+    notebook.cells.insert(index + 1, new_cell(quick_settings(name, notebook.cells[index].source),
                                               "injected-parameters"))
 
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # the kernel inherits it: tempfile.mkdtemp() lands here
     monkeypatch.delenv("MINILTH_DATA_DIR", raising=False)  # the notebook's data/glue: tmp_path/data/glue
     before = repository_files()
     with serve_data_mirror(monkeypatch, tmp_path) as server:
-        from minilth import data_sources
+        from minilth.data import sources as data_sources
         # The mirror serves the samples, not the official files: the kernel checks them against their own digests.
-        digests = f"from minilth import data_sources\ndata_sources.SHA256 = {data_sources.SHA256!r}"
+        digests = f"from minilth.data import sources as data_sources\ndata_sources.SHA256 = {data_sources.SHA256!r}"
         notebook.cells.insert(0, new_cell(digests, "injected-test-mirror"))
         client = NotebookClient(notebook, kernel_name="python3", timeout=600,
                                 resources={"metadata": {"path": str(tmp_path)}})
@@ -111,7 +115,8 @@ def test_notebook_runs_top_to_bottom_downloading_its_data(name, tmp_path, monkey
 def test_notebook_is_committed_clean(name):
     notebook = nbformat.read(TUTORIALS / name, as_version=4)
     nbformat.validate(notebook)
-    parameter_cell_index(notebook)
+    parameters = notebook.cells[parameter_cell_index(notebook)].source
+    assert len(parameters.splitlines()) <= MAX_PARAMETER_LINES, f"{name}'s parameter cell is longer than 8 lines"
     for cell in notebook.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, f"{name} is committed with outputs"

@@ -6,8 +6,10 @@ from torch.nn.utils import prune as torch_prune
 from transformers import BertConfig, BertForSequenceClassification, BertModel
 
 from minilth.errors import MinilthError
-from minilth.prune import (Mask, is_head, magnitude_prune, oneshot_prune, pooler_magnitude_ratio, prunable_names,
-                           random_prune, rewind, snapshot, sparsity_schedule)
+from minilth.checkpoints import load_mask, save_mask
+from minilth.lottery.controls import oneshot_prune, random_prune
+from minilth.lottery.run_folder import pooler_magnitude_ratio
+from minilth.prune import Mask, is_head, magnitude_prune, prunable_names, rewind, snapshot, sparsity_schedule
 
 
 def tiny_config(layers: int = 2) -> BertConfig:
@@ -70,7 +72,7 @@ def test_every_task_kind_prunes_the_papers_85_524_480_weights_of_bert_base(head)
 
 
 def test_pooler_magnitude_ratio_flags_minilms_untrained_pooler(minilm_path):
-    from minilth.weights import read_weights
+    from minilth.checkpoints.pretrained import read_weights
 
     minilm = read_weights(minilm_path)
     assert pooler_magnitude_ratio(minilm, prunable_names(minilm)) < 0.25  # mean |w| 0.007 against 0.03-0.07
@@ -232,8 +234,8 @@ def test_save_load_round_trip_and_size(tmp_path):
     generator = torch.Generator().manual_seed(0)
     shapes = {f"encoder.layer.{i}.intermediate.dense.weight": (1000, 1001) for i in range(10)}  # 10.01M weights
     mask = Mask({name: torch.rand(shape, generator=generator) > 0.3 for name, shape in shapes.items()})
-    path = mask.save(tmp_path / "round_3" / "mask.pt")
-    assert Mask.load(path) == mask
+    path = save_mask(mask, tmp_path / "round_3" / "mask.pt")
+    assert load_mask(path) == mask
     assert path.stat().st_size < 1.5e6
     assert [p.name for p in path.parent.iterdir()] == ["mask.pt"]  # no temp file left
 
@@ -241,24 +243,24 @@ def test_save_load_round_trip_and_size(tmp_path):
 def test_mask_that_does_not_fit_and_bad_files(tmp_path):
     model = tiny_bert()
     mask = magnitude_prune(model, Mask.dense(model), 0.5)
-    path = mask.save(tmp_path / "mask.pt")
+    path = save_mask(mask, tmp_path / "mask.pt")
     other = BertForSequenceClassification(BertConfig(vocab_size=40, hidden_size=8, num_hidden_layers=3,
                                                      num_attention_heads=2, intermediate_size=32,
                                                      max_position_embeddings=24))
     with pytest.raises(MinilthError, match="mask was made for another model.*shape mismatch"):
-        Mask.load(path).apply_to(other)
+        load_mask(path).apply_to(other)
     with pytest.raises(MinilthError, match="mask was made for another model.*missing"):
-        Mask.load(path).check_fits(BertModel(tiny_config()))  # no 'bert.' prefix
+        load_mask(path).check_fits(BertModel(tiny_config()))  # no 'bert.' prefix
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(MinilthError, match="not a readable minilth mask file"):
-        Mask.load(corrupt)
+        load_mask(corrupt)
     foreign = tmp_path / "weights.pt"
     torch.save(model.state_dict(), foreign)
     with pytest.raises(MinilthError, match="not a minilth mask file"):
-        Mask.load(foreign)
+        load_mask(foreign)
     with pytest.raises(MinilthError, match="does not exist"):
-        Mask.load(tmp_path / "missing.pt")
+        load_mask(tmp_path / "missing.pt")
 
 
 def test_snapshot_is_a_true_copy_that_training_does_not_move():

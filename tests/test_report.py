@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from minilth.report import format_table2, table2, transfer_heatmap, write_csv
+from minilth.lottery.report import format_table2, table2, transfer_heatmap, write_csv
 
 MRPC_RESULTS = {
     "random_pruning": [{"acc": 0.70, "f1": 0.80}, {"acc": 0.72, "f1": 0.81}, {"acc": 0.68, "f1": 0.79}],

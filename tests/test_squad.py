@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from minilth.data import collate
+from minilth.data.batches import collate
 from minilth.errors import DataError
 from minilth.settings import SettingsError
-from minilth.squad import (SquadExample, exact_match, f1, load_squad, normalize_answer, postprocess, read_squad,
+from minilth.data.squad import (SquadExample, exact_match, f1, load_squad, normalize_answer, postprocess, read_squad,
                            score_logits, squad_metrics, window_spans)
-from minilth.tasks import get_task
+from minilth.data.tasks import get_task
 from minilth.train import FinetuneSettings, evaluate, finetune, model_for_task
 
 FIXTURE = Path(__file__).parent / "fixtures" / "squad_tiny.json"
@@ -354,10 +354,10 @@ def test_evaluate_pads_to_max_length_and_scores_as_the_reference(tiny_checkpoint
                        progress=False, device="cpu")
     assert widths == [MAX_LENGTH]  # one batch of all 67 features, padded to max_length
     widths.clear()
-    official = evaluate(model, task, eval_set, batch_size=1, device="cpu")
+    official = evaluate(model, task, eval_set, eval_batch_size=1, device="cpu")
     assert widths == [len(f["input_ids"]) for f in eval_set.features] and min(widths) < MAX_LENGTH  # no padding
     widths.clear()
-    reference = evaluate(model, task, eval_set, batch_size=1, device="cpu", squad_evaluation="reference")
+    reference = evaluate(model, task, eval_set, eval_batch_size=1, device="cpu", squad_evaluation="reference")
     assert set(widths) == {MAX_LENGTH} and reference == pytest.approx(history.final)
 
     # the same numbers by hand: the model on all features padded to max_length, then each evaluation

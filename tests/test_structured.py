@@ -8,13 +8,14 @@ import torch
 import transformers
 from transformers.pytorch_utils import prune_linear_layer
 
-from minilth.controls import run_controls
+from minilth.checkpoints import load_mask
+from minilth.lottery.controls import run_controls
 from minilth.find_ticket import main as find_ticket_main
 from minilth.model import BertConfig, build_model
 from minilth.prune import Mask, MaskError, prunable_names, snapshot
 from minilth.structured import (Units, gradient_importance, magnitude_importance, random_structured_mask, shrink,
                                 structured_prune)
-from minilth.weights import from_pretrained, save_pretrained
+from minilth.checkpoints.pretrained import from_pretrained, save_pretrained
 
 TOL = 1e-5
 # 3 layers, 4 heads of d = 4, 10 neurons per layer
@@ -223,9 +224,10 @@ def pruned_model_and_mask(head: str = "classification", **config):
     return model, mask
 
 
-@pytest.mark.parametrize("unpad", [True, False], ids=["packed", "padded"])
-def test_the_smaller_model_computes_what_the_masked_model_does(unpad):
-    masked, mask = pruned_model_and_mask(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, unpad=unpad)
+@pytest.mark.parametrize("execution", ["unpadded", "padded", "textbook"])
+def test_the_smaller_model_computes_what_the_masked_model_does(execution):
+    masked, mask = pruned_model_and_mask(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                                         execution=execution)
     small = shrink(masked, mask)
     assert small.config.pruned_heads == {0: [0, 1, 2, 3], 1: [0, 3]} and small.config.intermediate_sizes == [10, 7, 0]
     assert [layer.attention.self.query.out_features for layer in small.bert.encoder.layer] == [0, 8, 16]
@@ -311,7 +313,7 @@ def structured_args(checkpoint, glue_dir, output, *extra):
 
 def round_masks(output) -> list[Mask]:
     summary = json.loads((output / "summary.json").read_text())
-    return [Mask.load(output / "rounds" / f"round_{i:02d}" / "mask.pt") for i in range(len(summary["rounds"]))]
+    return [load_mask(output / "rounds" / f"round_{i:02d}" / "mask.pt") for i in range(len(summary["rounds"]))]
 
 
 def test_a_structured_ticket_prunes_exact_counts_of_heads_and_neurons_each_round_and_resumes(
@@ -361,12 +363,12 @@ def test_structured_controls_prune_as_many_units_as_the_structured_ticket(tiny_c
                            progress=False, echo=None)  # random pruning: already done by the command above
     folder = output / "controls" / "sparsity_0.50"
     for name, (result,) in results.items():
-        mask = Mask.load(folder / name / "seed_0.mask.pt")
+        mask = load_mask(folder / name / "seed_0.mask.pt")
         units = Units.of_mask(mask, 4)  # structured, or it raises
         assert (units.num_pruned("heads"), units.num_pruned("neurons")) == (4, 64), name
         assert result["sparsity"] == imp.sparsity and "pearson" in result["metrics"]
-    assert Mask.load(folder / "random_pruning" / "seed_0.mask.pt") != imp
-    assert Mask.load(folder / "random_reinit" / "seed_0.mask.pt") == imp
+    assert load_mask(folder / "random_pruning" / "seed_0.mask.pt") != imp
+    assert load_mask(folder / "random_reinit" / "seed_0.mask.pt") == imp
     assert len(results["standard_pruning"][0]["rounds"]) == 3  # dense, 25%, 50%: IMP's schedule in units
 
 
@@ -383,7 +385,7 @@ def test_a_per_layer_ticket_and_its_one_shot_control_prune_the_same_share_of_eve
         assert units.heads.sum(1).tolist() == [4 - round(sparsity * 4)] * 2
         assert units.neurons.sum(1).tolist() == [64 - round(sparsity * 64)] * 2
     (result,) = run_controls(output, 0.5, ["oneshot"], seeds=[0], progress=False, echo=None)["oneshot"]
-    oneshot = Units.of_mask(Mask.load(output / "controls" / "sparsity_0.50" / "oneshot" / "seed_0.mask.pt"), 4)
+    oneshot = Units.of_mask(load_mask(output / "controls" / "sparsity_0.50" / "oneshot" / "seed_0.mask.pt"), 4)
     assert oneshot.heads.sum(1).tolist() == [2, 2] and oneshot.neurons.sum(1).tolist() == [32, 32]
     assert "pearson" in result["metrics"]
 

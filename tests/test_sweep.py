@@ -8,10 +8,12 @@ from collections import Counter
 
 import pytest
 
-import minilth.sweep as sweep_module
+import minilth.scale.sweep as sweep_module
+from minilth.config import TicketConfig
 from minilth.errors import MinilthError
-from minilth.sweep import Job, define, load_sweep, main, parse_shard, shard
-from minilth.ticket import TicketConfig
+from minilth.lottery.controls import TABLE_2
+from minilth.scale.sweep import Job, define, load_sweep, parse_shard, shard
+from minilth.sweep import main
 
 TABLES = ["controls/rte/sparsity_0.10/table2.csv", "controls/rte/sparsity_0.10/table2.md",
           "controls/mrpc/sparsity_0.10/table2.csv", "controls/mrpc/sparsity_0.10/table2.md",
@@ -22,7 +24,10 @@ def cli(*args) -> tuple[int, str, str]:
     """Runs `python -m minilth.sweep ARGS` in this process; returns (exit status, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = main([str(arg) for arg in args])
+        try:
+            status = main([str(arg) for arg in args])
+        except SystemExit as exit_:  # argparse's errors
+            status = exit_.code
     return status, out.getvalue(), err.getvalue()
 
 
@@ -78,12 +83,12 @@ def sharded(grid, tmp_path_factory):
 
 def test_shares_are_balanced_disjoint_and_cover_the_grid(tmp_path):
     config = TicketConfig(task="rte", seeds=[0, 1, 2], target_sparsity=0.5)
-    sweep = define(tmp_path, config, ["rte", "mrpc", "stsb", "cola"], transfer_targets=["rte", "mrpc", "sst2"])
+    sweep = define(tmp_path, config, ["rte", "mrpc", "stsb", "cola"], TABLE_2, transfer_targets=["rte", "mrpc", "sst2"])
     jobs = sweep.jobs()
     kinds = Counter(job.kind for job in jobs)
     # 4 IMP runs; 4 tasks x 4 controls x 3 seeds; (4 sources + dense) x 3 targets x 3 seeds
     assert (kinds["imp"], kinds["control"], kinds["transfer"]) == (4, 48, 45) and len(set(jobs)) == len(jobs)
-    assert jobs == define(tmp_path, config, ["rte", "mrpc", "stsb", "cola"],
+    assert jobs == define(tmp_path, config, ["rte", "mrpc", "stsb", "cola"], TABLE_2,
                           transfer_targets=["rte", "mrpc", "sst2"]).jobs()  # the same list every time
     for count in (1, 2, 3, 7, 10, len(jobs), len(jobs) + 3):
         shares = [shard(jobs, index, count) for index in range(1, count + 1)]
@@ -126,8 +131,8 @@ def test_plan_writes_the_definition_and_refuses_another(grid, tmp_path):
     assert "control mrpc random_reinit seed 1" in out and "transfer dense->stsb seed 0" in out
     assert "transfer/rte_to_stsb/seed_1.json" in out and "controls/rte/sparsity_0.10/random_pruning/seed_0.json" in out
     stored = json.loads((tmp_path / "sweep.json").read_text())
-    assert stored["tasks"] == ["rte", "mrpc"] and stored["control_sparsity"] == {"rte": 0.1, "mrpc": 0.1}
-    assert stored["transfer"] == {"sources": ["rte", "mrpc"], "targets": ["stsb"], "sparsity": {"rte": 0.1, "mrpc": 0.1}}
+    assert stored["tasks"] == ["rte", "mrpc"] and stored["sparsity"] == {"rte": 0.1, "mrpc": 0.1}
+    assert stored["transfer"] == {"sources": ["rte", "mrpc"], "targets": ["stsb"]}
     assert "task" not in stored["config"] and stored["config"]["seeds"] == [0, 1]
     assert cli("plan", "--output", tmp_path, *grid)[0] == 0  # the same definition again: fine
     assert cli("plan", "--output", tmp_path, *grid, "--data-dir", tmp_path)[0] == 0  # placement may move
@@ -141,11 +146,12 @@ def test_plan_writes_the_definition_and_refuses_another(grid, tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--control-sparsity", "0.3"], "--control-sparsity 0.3 is not a sparsity IMP reaches with these settings (0.1)"),
-    (["--control-sparsity", "cola=0.1"], "--control-sparsity names cola, which is not one of its tasks"),
-    (["--control-sparsity", "rte:0.1"], "takes one sparsity (0.5) or TASK=S pairs"),
+    (["--sparsity", "0.3"], "--sparsity 0.3 is not a sparsity IMP reaches with these settings (0.1)"),
+    (["--sparsity", "cola=0.1"], "--sparsity names cola, which is not one of the sweep's tasks"),
+    (["--sparsity", "rte:0.1"], "takes one sparsity (0.5) or TASK=S pairs"),
+    (["--sparsity", "1.5"], "--sparsity must be in (0, 1)"),
     (["--transfer-sources", "cola"], "transfer source cola is not one of --tasks (rte, mrpc)"),
-    (["--controls", "lucky_guess"], "unknown control 'lucky_guess'"),
+    (["--controls", "lucky_guess"], "invalid choice: 'lucky_guess'"),
     (["--transfer", "rtx"], "unknown task 'rtx'"),
     (["--target-sparsity", "0"], "prunes nothing"),
 ])
@@ -157,12 +163,11 @@ def test_plan_bad_grids_are_one_line(grid, tmp_path, extra, message):
 
 def test_transfer_options_need_targets_and_sources_of_the_sweep(tmp_path):
     config = TicketConfig(task="rte", target_sparsity=0.5)
-    for options in ({"transfer_sparsity": 0.5}, {"transfer_sources": ["rte"]}):
-        with pytest.raises(MinilthError, match="need --transfer"):
-            define(tmp_path, config, ["rte"], **options)
-    sweep = define(tmp_path, config, ["rte", "mrpc"], transfer_targets=["cola"], transfer_sources=["mrpc"],
-                   transfer_sparsity={"mrpc": 0.3}, control_sparsity={"rte": 0.2})
-    assert sweep.control_sparsity == {"rte": 0.2, "mrpc": 0.5} and sweep.transfer_sparsity == {"mrpc": 0.3}
+    with pytest.raises(MinilthError, match="needs --transfer"):
+        define(tmp_path, config, ["rte"], transfer_sources=["rte"])
+    sweep = define(tmp_path, config, ["rte", "mrpc"], TABLE_2, transfer_targets=["cola"], transfer_sources=["mrpc"],
+                   sparsity={"mrpc": 0.3, "rte": 0.2})
+    assert sweep.sparsity == {"rte": 0.2, "mrpc": 0.3} and sweep.transfer_sources == ["mrpc"]
     waiting = [job for job in sweep.jobs() if sweep.needs(job)]
     assert {sweep.needs(job)[0].name for job in waiting} == {"imp rte", "imp mrpc"}
     assert {sweep.describe(job) for job in waiting if job.kind == "transfer"} == {"waits for imp mrpc (round 3, 30%)"}
@@ -270,9 +275,9 @@ def test_a_missing_damaged_or_mismatched_definition_is_one_line(sharded, tmp_pat
     status, out, err = cli("run", "--output", tmp_path / "nothing")
     assert status == 2 and err.count("\n") == 1 and "holds no sweep.json; define the sweep first" in err
     (tmp_path / "damaged").mkdir()
-    (tmp_path / "damaged" / "sweep.json").write_text('{"format": "minilth sweep", "tasks": [')
+    (tmp_path / "damaged" / "sweep.json").write_text('{"format": "minilth sweep v2", "tasks": [')
     status, out, err = cli("merge", "--output", tmp_path / "damaged")
-    assert status == 2 and err.count("\n") == 1 and "sweep.json is damaged (JSONDecodeError); delete it" in err
+    assert status == 2 and err.count("\n") == 1 and "sweep.json is missing or damaged (JSONDecodeError)" in err
     # A definition edited by hand no longer matches the IMP runs it made: refused before any job runs.
     copy = tmp_path / "copy"
     shutil.copytree(folder, copy)

@@ -1,16 +1,14 @@
 """The task table and the GLUE readers: every quirk on samples of the real files, counts on the complete
 files (MINILTH_DATA_DIR), every bad-input error."""
 import logging
-import sys
-import types
 
 import pytest
 
 from minilth.errors import DataError, MinilthError
-from minilth import glue
-from minilth.datasets import load_dataset, task_file
-from minilth.glue import featurize, load_glue, read_examples
-from minilth.tasks import TASKS, get_task
+from minilth.data import folders, glue
+from minilth.data.folders import load_dataset, task_file
+from minilth.data.glue import featurize, load_glue, read_examples
+from minilth.data.tasks import TASKS, get_task
 
 REAL_COUNTS = {  # (task, split): examples, counted independently by tests/conftest.read_tsv_column_pairs
     ("rte", "train"): 2490, ("rte", "dev"): 277,
@@ -146,7 +144,7 @@ def test_qqp_skips_short_rows_and_warns_once_with_the_count(tmp_path, minilm_tok
         "85669\t141461\t141462\tWhat is \"the best\" way?\t\"What's the best way?\"\t1",
         "4242\t4243\tonly three fields",
     ]) + "\n", encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="minilth.glue"):
+    with caplog.at_level(logging.WARNING, logger="minilth.data.glue"):
         data = load_glue("qqp", path, minilm_tokenizer, split="train")
     assert data.skipped_rows == 2 and [f["labels"] for f in data.features] == [0, 1]
     assert data.examples[1].text_a == 'What is "the best" way?'
@@ -268,10 +266,8 @@ def test_table_holds_every_task_of_the_paper_with_its_settings():
 
 def test_squad_and_mlm_dispatch_to_their_modules_with_the_tasks_lengths(tmp_path, monkeypatch):
     calls = {}
-    fake_squad = types.SimpleNamespace(load_squad=lambda path, tokenizer, **kw: calls.setdefault("squad", (path, kw)))
-    fake_mlm = types.SimpleNamespace(load_mlm=lambda path, tokenizer, **kw: calls.setdefault("mlm", (path, kw)))
-    monkeypatch.setitem(sys.modules, "minilth.squad", fake_squad)
-    monkeypatch.setitem(sys.modules, "minilth.mlm", fake_mlm)
+    monkeypatch.setattr(folders, "load_squad", lambda path, tokenizer, **kw: calls.setdefault("squad", (path, kw)))
+    monkeypatch.setattr(folders, "load_mlm", lambda path, tokenizer, **kw: calls.setdefault("mlm", (path, kw)))
     (tmp_path / "squad").mkdir()
     (tmp_path / "squad" / "train-v1.1.json").write_text("{}")
     (tmp_path / "wikitext-103-raw").mkdir()
@@ -285,7 +281,7 @@ def test_squad_and_mlm_dispatch_to_their_modules_with_the_tasks_lengths(tmp_path
 
 
 def test_featurize_truncates_long_pairs_to_max_length(minilm_tokenizer):
-    from minilth.glue import Example
+    from minilth.data.glue import Example
     examples = [Example("x-1", "word " * 300, "other " * 10, "entailment")]
     feature = featurize("rte", examples, minilm_tokenizer, max_length=64)[0]
     assert len(feature["input_ids"]) == 64 and feature["token_type_ids"].count(1) == 11  # 10 words + [SEP]

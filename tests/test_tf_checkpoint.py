@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from minilth.errors import CheckpointError
-from minilth.tf_checkpoint import (crc32c, load_tf_state_dict, mask_crc, read_tf_checkpoint, read_tf_index,
+from minilth.checkpoints.tensorflow import (crc32c, load_tf_state_dict, mask_crc, read_tf_checkpoint, read_tf_index,
                                    tf_to_hf_name, unmask_crc)
-from minilth.tf_checkpoint import _crc_update_slow
-from minilth.weights import from_pretrained, read_safetensors
+from minilth.checkpoints.tensorflow import _crc_update_slow
+from minilth.checkpoints.pretrained import from_pretrained, read_safetensors
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tf_bert_tiny"
 PREFIX = FIXTURE / "bert_model.ckpt"

@@ -11,10 +11,11 @@ import time
 import pytest
 import torch
 
+from minilth.checkpoints import load_mask
+from minilth.config import TicketConfig
 from minilth.errors import MinilthError
 from minilth.find_ticket import main
-from minilth.prune import Mask
-from minilth.ticket import TicketConfig, find_ticket
+from minilth.ticket import find_ticket
 
 
 def cli_args(checkpoint, glue_dir, output, *extra):
@@ -25,14 +26,14 @@ def cli_args(checkpoint, glue_dir, output, *extra):
 
 def read_run(output):
     summary = json.loads((output / "summary.json").read_text())
-    masks = [Mask.load(output / "rounds" / f"round_{i:02d}" / "mask.pt") for i in range(len(summary["rounds"]))]
+    masks = [load_mask(output / "rounds" / f"round_{i:02d}" / "mask.pt") for i in range(len(summary["rounds"]))]
     return summary, masks
 
 
 def test_cli_end_to_end(tiny_checkpoint, glue_dir, tmp_path, capsys):
     assert main(cli_args(tiny_checkpoint, glue_dir, tmp_path / "run")) == 0
     out = capsys.readouterr().out
-    assert "estimated time" in out and "winning ticket" in out
+    assert "rounds at sparsity 0%, 10%, 20%, 30%" in out and "winning ticket" in out
     summary, masks = read_run(tmp_path / "run")
     assert [r["sparsity"] for r in summary["rounds"]] == [0.0, 0.1, 0.2, 0.3]
     for mask, target in zip(masks, [0.0, 0.1, 0.2, 0.3]):
@@ -104,7 +105,7 @@ def test_resume_after_kill_equals_uninterrupted(tiny_checkpoint, glue_dir, tmp_p
 
 def test_bad_input_is_one_clear_line(tiny_checkpoint, glue_dir, tmp_path, capsys):
     assert main(cli_args(tiny_checkpoint, glue_dir, tmp_path / "a", "--target-sparsity", "1.0")) == 2
-    assert "target sparsity must be in [0, 1)" in capsys.readouterr().err
+    assert "--target-sparsity must be in [0, 1)" in capsys.readouterr().err
     assert main(["--task", "rtx", "--output", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert "unknown task 'rtx'" in err and "rte" in err and len(err.strip().splitlines()) == 1
@@ -130,7 +131,7 @@ def test_a_run_that_cannot_start_leaves_nothing_and_the_corrected_command_runs(
              (["--batch-size", "-4"], "--batch-size must be positive, got -4"),
              (["--learning-rate=-2e-5"], "--learning-rate must be positive"),
              (["--warmup-ratio", "1.5"], "--warmup-ratio must be in [0, 1)"),
-             (["--device", "gpu"], "unknown device 'gpu'; use auto, cpu, cuda or cuda:N"),
+             (["--device", "gpu"], "unknown device 'gpu' (--device); use auto, cpu, cuda or cuda:N"),
              (["--max-train-examples", "0"], "--max-train-examples must be at least 1"),
              (["--data-dir", str(tmp_path / "nowhere")], "not found")]
     if not torch.cuda.is_available():
@@ -155,33 +156,47 @@ def truncate(path):
     path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 2)])
 
 
-@pytest.mark.parametrize("damaged, also_unfinished, redo", [
-    ("rounds/round_01/metrics.json", None, "rounds/round_01/metrics.json"),
-    ("rounds/round_02/mask.pt", None, "rounds/round_01/metrics.json"),  # round 1's pruning wrote it
-    ("rounds/round_01/heads.pt", "rounds/round_02/metrics.json", "rounds/round_01/metrics.json"),
-    ("config.json", None, "config.json"),
+@pytest.mark.parametrize("damaged, deleted, redone", [
+    ("rounds/round_01/metrics.json", None, 1),
+    ("rounds/round_02/mask.pt", None, 2),
+    ("rounds/round_01/heads.pt", "rounds/round_02/metrics.json", 1),
+    ("rounds/round_01/next_mask.pt", None, 1),
+    ("theta_i.pt", None, 0),
+    ("summary.json", "summary.png", None),
 ])
-def test_a_damaged_run_folder_names_the_file_to_delete_and_the_rerun_recovers(
-        tiny_checkpoint, glue_dir, tmp_path, capsys, damaged, also_unfinished, redo):
-    # --no-rewind-head: round 2 starts from round 1's trained head, so heads.pt is read
+def test_a_damaged_derived_file_is_redone_saying_so_and_the_run_ends_as_an_undamaged_one(
+        tiny_checkpoint, glue_dir, tmp_path, caplog, damaged, deleted, redone):
+    # --no-rewind-head: round 2 starts from round 1's trained head, so heads.pt is read; --rewind-at: theta_i.pt
     args = lambda output: cli_args(tiny_checkpoint, glue_dir, output, "--target-sparsity", "0.2",  # noqa: E731
-                                   "--no-rewind-head")
+                                   "--no-rewind-head", "--rewind-at", "0.5")
     whole, damaged_run = tmp_path / "whole", tmp_path / "damaged"
     assert main(args(whole)) == 0
     shutil.copytree(whole, damaged_run)
-    if also_unfinished:
-        (damaged_run / also_unfinished).unlink()
+    if deleted:
+        (damaged_run / deleted).unlink()
     truncate(damaged_run / damaged)
-    capsys.readouterr()
+    caplog.clear()
 
-    assert main(args(damaged_run)) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and f"delete {damaged_run / redo} and rerun" in err, err
-    (damaged_run / redo).unlink()
     assert main(args(damaged_run)) == 0
+    expected = (f"round {redone} is trained again" if damaged != "theta_i.pt" else "every round is trained again") \
+        if redone is not None else "summary.json, .csv and .png are written again"
+    assert str(damaged_run / damaged) in caplog.text and expected in caplog.text, caplog.text
     (recovered, recovered_masks), (reference, reference_masks) = read_run(damaged_run), read_run(whole)
     strip = lambda s: [{k: v for k, v in r.items() if k != "seconds"} for r in s["rounds"]]  # noqa: E731
     assert strip(recovered) == strip(reference) and recovered_masks == reference_masks
+    assert (damaged_run / "summary.png").is_file()
+
+
+def test_a_damaged_config_is_one_line_naming_it(tiny_rte_imp_run, tmp_path, capsys):
+    config, output = tiny_rte_imp_run
+    damaged = tmp_path / "damaged"
+    shutil.copytree(output, damaged)
+    truncate(damaged / "config.json")
+    with pytest.raises(MinilthError, match="config.json is missing or damaged"):
+        find_ticket(config, damaged, progress=False, echo=None)
+    (damaged / "config.json").write_text(json.dumps({**config.to_dict(), "seeds": [-3]}))
+    with pytest.raises(MinilthError, match=r"config.json: seeds must be whole numbers"):
+        find_ticket(config, damaged, progress=False, echo=None)
 
 
 def test_a_config_from_another_version_is_one_line_for_every_command(tiny_rte_imp_run, tmp_path, capsys):
@@ -192,7 +207,8 @@ def test_a_config_from_another_version_is_one_line_for_every_command(tiny_rte_im
     shutil.copytree(output, newer)
     stored = json.loads((newer / "config.json").read_text())
     (newer / "config.json").write_text(json.dumps({**stored, "future_setting": 1}))
-    assert controls_main(["--run", str(newer), "--output", str(tmp_path / "c"), "--quiet"]) == 2
+    assert controls_main(["--run", str(newer), "--controls", "random_pruning", "--output", str(tmp_path / "c"),
+                          "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "does not know (future_setting)" in err and "delete those keys" in err and len(err.splitlines()) == 1
 
@@ -226,13 +242,14 @@ def test_rewinding_to_theta_i_starts_the_later_rounds_at_step_i_from_theta_i(
 
 
 def test_without_matplotlib_the_summary_says_the_plot_is_missing(tiny_rte_imp_run, tmp_path, monkeypatch, caplog):
-    import minilth.report as report
-    import minilth.ticket as ticket
-    from minilth.tasks import get_task
+    import minilth.lottery.report as report
+    from minilth.data.tasks import get_task
+    from minilth.lottery.run_folder import read_run as read_ticket_run
+    from minilth.lottery.verdict import write_summary
 
     _, output = tiny_rte_imp_run
     monkeypatch.setattr(report, "new_figure", lambda figsize: None)  # what it gives without matplotlib
-    ticket.write_summary(tmp_path, ticket.read_run(output, with_data=False).rounds, get_task("rte"))
+    write_summary(tmp_path, read_ticket_run(output, with_data=False).rounds, get_task("rte"))
     assert (tmp_path / "summary.csv").exists() and not (tmp_path / "summary.png").exists()
     assert "summary.png not written: matplotlib is not installed" in caplog.text
 
@@ -263,7 +280,8 @@ def test_the_reference_codes_learning_rate_spans_all_rounds(tiny_checkpoint, glu
 
 def rounds_of(*per_round, se=None, chance=None):
     """Fake finished rounds: one list of ticket-metric values (one per seed) per round, at 0%, 25%, 50%, ..."""
-    from minilth.ticket import Round
+    from minilth.lottery.run_folder import Round
+    from minilth.prune import Mask
 
     extra = {k: v for k, v in (("acc_se", se), ("acc_chance", chance)) if v is not None}
     return [Round(i, 0.25 * i, Mask({"w": torch.ones(4, dtype=torch.bool)}), [{"acc": v, **extra} for v in values])
@@ -271,8 +289,8 @@ def rounds_of(*per_round, se=None, chance=None):
 
 
 def test_one_seed_near_chance_is_undecided_however_the_rounds_score():
-    from minilth.tasks import get_task
-    from minilth.ticket import summarize
+    from minilth.data.tasks import get_task
+    from minilth.lottery.verdict import summarize
 
     # notebook 04's old RTE numbers: 51.6 dense, every round within a point of it, 52.7 majority class
     summary = summarize(rounds_of([0.516], [0.513], [0.524], se=0.03, chance=0.527), get_task("rte"))
@@ -282,8 +300,8 @@ def test_one_seed_near_chance_is_undecided_however_the_rounds_score():
 
 
 def test_one_seed_uses_the_dev_sets_sampling_error_and_seeds_their_spread():
-    from minilth.tasks import get_task
-    from minilth.ticket import summarize
+    from minilth.data.tasks import get_task
+    from minilth.lottery.verdict import summarize
 
     one = summarize(rounds_of([0.80], [0.795], [0.70], se=0.01, chance=0.5), get_task("rte"))
     assert one["ticket_within_noise"] == 0.25 and one["ticket_at_least_dense"] is None
@@ -310,7 +328,7 @@ def test_the_classroom_preset_runs_imp_and_random_pruning_and_prints_both_verdic
     assert "IMP minus random pruning at 50%" in out
     assert len(list((output / "controls" / "sparsity_0.50" / "random_pruning").glob("seed_*.json"))) == 3
     assert main(["--output", str(tmp_path / "nothing")]) == 2
-    assert "give --task (or a --preset: classroom)" in capsys.readouterr().err
+    assert "give --task (or a --preset that names one: classroom)" in capsys.readouterr().err
 
 
 def test_a_gap_smaller_than_the_spread_is_not_called_a_separation():
@@ -320,3 +338,23 @@ def test_a_gap_smaller_than_the_spread_is_not_called_a_separation():
     assert separation(-8.53, 18.81) == "-8.53 points, within the larger std over seeds (18.81): not told apart"
     assert separation(-40.0, 2.0) == "-40.00 points, 20 times the larger std over seeds"
     assert separation(1.0, 0.0) == "+1.00 points"
+
+
+def test_the_time_estimate_comes_from_the_runs_own_steps_once_and_trains_nothing_extra(
+        tiny_checkpoint, glue_dir, tmp_path, monkeypatch):
+    import minilth.ticket as ticket
+
+    fine_tunings, real_finetune = [], ticket.finetune
+    monkeypatch.setattr(ticket, "finetune", lambda *a, **k: fine_tunings.append(1) or real_finetune(*a, **k))
+    printed = []
+    config = TicketConfig(task="rte", model=str(tiny_checkpoint), data_dir=str(glue_dir), target_sparsity=0.1,
+                          max_train_examples=40, max_eval_examples=8, epochs=1, batch_size=2, seeds=[0, 1],
+                          device="cpu")  # 20 steps per fine-tuning: enough to time 10 after the first
+    find_ticket(config, tmp_path / "timed", progress=False, echo=printed.append)
+    assert len(fine_tunings) == 4  # 2 rounds x 2 seeds, and not one step more for the estimate
+    estimates = [line for line in printed if line.startswith("estimated time left: about ")]
+    assert len(estimates) == 1 and "from this run's first 10 steps" in estimates[0]
+    printed.clear()
+    short = dataclasses.replace(config, max_train_examples=8)  # 2 steps per fine-tuning: too short to time
+    find_ticket(short, tmp_path / "short", progress=False, echo=printed.append)
+    assert not any("estimated" in line for line in printed) and "rounds at sparsity 0%, 10%" in printed[0]

@@ -3,11 +3,12 @@ import pytest
 import torch
 
 from minilth.errors import MinilthError
-from minilth.prune import Mask, prunable_names, random_prune
-from minilth.datasets import load_dataset
-from minilth.tasks import get_task
+from minilth.lottery.controls import random_prune
+from minilth.prune import Mask, prunable_names
+from minilth.data.folders import load_dataset
+from minilth.data.tasks import get_task
 from minilth.train import choose_device, evaluate, finetune, model_for_task
-from minilth.weights import load_tokenizer
+from minilth.checkpoints.pretrained import load_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,7 @@ def test_bad_device_and_precision(tiny_checkpoint, rte):
 def test_evaluate_is_deterministic(tiny_checkpoint, rte):
     task, train, dev = rte
     model = model_for_task(tiny_checkpoint, task, seed=0)
-    assert evaluate(model, task, dev, device="cpu") == evaluate(model, task, dev, batch_size=7, device="cpu")
+    assert evaluate(model, task, dev, device="cpu") == evaluate(model, task, dev, eval_batch_size=7, device="cpu")
 
 
 def test_a_run_rewound_to_step_i_continues_the_schedule_and_the_batch_order(tiny_checkpoint, rte):

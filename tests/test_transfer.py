@@ -6,35 +6,50 @@ import shutil
 import pytest
 import torch
 
-import minilth.transfer as transfer_module
+import minilth.lottery.transfer as transfer_module
 from minilth.errors import MinilthError
 from minilth.model import BertConfig, BertModel, build_model
-from minilth.prune import Mask, MaskError, prunable_names, random_prune
-from minilth.tasks import get_task
-from minilth.ticket import Experiment, TicketConfig, find_ticket, fresh_model, load_task_data
+from minilth.checkpoints import load_mask, save_mask
+from minilth.lottery.controls import random_prune
+from minilth.prune import Mask, MaskError, prunable_names
+from minilth.data.tasks import get_task
+from minilth.checkpoints import resolve_checkpoint
+from minilth.config import Experiment, TicketConfig
+from minilth.lottery.run_folder import load_task_data as load_run_data
+from minilth.ticket import find_ticket
 from minilth.train import finetune
-from minilth.transfer import find_mask, main, transfer, transfer_mask
+from minilth.lottery.transfer import find_mask, transfer, transfer_mask
+from minilth.train import model_for_task
+from minilth.transfer import main
 
 from conftest import TINY
 
 POOLER = "bert.pooler.dense.weight"
 
 
+def fresh_model(config, task, seed):
+    """theta_0: the pre-trained model with the head drawn from the seed."""
+    return model_for_task(config.model, task, seed)
+
+
+def load_task_data(config, task):
+    return load_run_data(config, task, resolve_checkpoint(config.model), progress=False)
+
+
 @pytest.fixture(scope="module")
 def imp_run(tiny_rte_imp_run, tmp_path_factory):
     """The tiny RTE IMP run, plus a copy of it holding only its mask files."""
     config, output = tiny_rte_imp_run
-    # The source of a transfer is read for its masks only: a folder with nothing else must do.
+    # The source of a transfer is read for its finished rounds' masks only: a folder with nothing else must do.
     masks_only = tmp_path_factory.mktemp("sources") / "rte"
-    for path in output.glob("rounds/round_*/mask.pt"):
+    for path in [*output.glob("rounds/round_*/mask.pt"), *output.glob("rounds/round_*/metrics.json")]:
         target = masks_only / path.relative_to(output)
-        target.parent.mkdir(parents=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, target)
     return config, output, masks_only
 
 
 def random_mask(model, sparsity=0.3, seed=0):
-    from minilth.prune import random_prune
     return random_prune(model, Mask.dense(model), sparsity, seed=seed)
 
 
@@ -67,7 +82,7 @@ def test_pooler_is_dropped_or_left_dense_and_other_models_are_refused():
 
 def test_transfer_uses_theta0_of_the_target_bit_for_bit(imp_run):
     config, output, _ = imp_run
-    mask = Mask.load(output / "rounds" / "round_02" / "mask.pt")
+    mask = load_mask(output / "rounds" / "round_02" / "mask.pt")
     target = fresh_model(TicketConfig(**{**config.to_dict(), "task": "stsb"}), get_task("stsb"), seed=5)
     theta0 = {name: tensor.clone() for name, tensor in target.state_dict().items()}
     moved = transfer_mask(mask, target)
@@ -88,7 +103,7 @@ def test_transfer_equals_finetuning_the_mask_from_theta0(imp_run):
     assert find_mask(masks_only)[1].parent.name == "round_02"  # default: the sparsest
     mrpc = TicketConfig(**{**config.to_dict(), "task": "mrpc"})
     data = load_task_data(mrpc, get_task("mrpc"))
-    metrics = transfer(mask, "mrpc", config, seed=1, data=data, progress=False)
+    metrics = transfer(mask, get_task("mrpc"), config, seed=1, data=data, progress=False)
     theta_0 = fresh_model(mrpc, get_task("mrpc"), seed=1)
     mask.apply_to(theta_0)
     history = finetune(theta_0, get_task("mrpc"), *data, mrpc, seed=1, mask=mask, progress=False)
@@ -127,12 +142,12 @@ def test_mlm_ticket_on_a_raw_corpus_transfers_to_glue(tiny_checkpoint, glue_dir,
     target = fresh_model(rte, get_task("rte"), seed=0)
     moved = transfer_mask(mask, target)
     assert moved == Mask({name: mask[name] for name in mask})  # the same 73-style set, pooler included
-    metrics = transfer(mask, "rte", rte, seed=0, progress=False)
+    metrics = transfer(mask, get_task("rte"), rte, seed=0, progress=False)
     assert set(metrics) == {"acc", "acc_se", "acc_chance"} and 0.0 <= metrics["acc"] <= 1.0
 
 
 def cli(sources, tasks, checkpoint, glue_dir, output, *extra):
-    return ["--mask", *map(str, sources), "--tasks", *tasks, "--model", str(checkpoint), "--data-dir", str(glue_dir),
+    return ["--masks", *map(str, sources), "--tasks", *tasks, "--model", str(checkpoint), "--data-dir", str(glue_dir),
             "--output", str(output), "--max-train-examples", "8", "--max-eval-examples", "8", "--epochs", "1",
             "--batch-size", "8", "--device", "cpu", "--quiet", *extra]
 
@@ -170,7 +185,7 @@ def test_cli_fills_the_matrix_and_resumes(imp_run, tiny_checkpoint, glue_dir, tm
 def test_cli_bad_input_is_one_clear_line(imp_run, tiny_checkpoint, glue_dir, tmp_path, capsys):
     _, _, masks_only = imp_run
     foreign = tmp_path / "foreign.pt"
-    random_mask(build_model(BertConfig(**{**TINY, "num_hidden_layers": 3}), "classification")).save(foreign)
+    save_mask(random_mask(build_model(BertConfig(**{**TINY, "num_hidden_layers": 3}), "classification")), foreign)
     cases = [
         (cli([foreign], ["rte"], tiny_checkpoint, glue_dir, tmp_path / "a"), "mask was made for another model"),
         (cli([masks_only], ["rtx"], tiny_checkpoint, glue_dir, tmp_path / "b"), "unknown task 'rtx'"),
@@ -190,7 +205,7 @@ def test_output_folder_with_other_settings_is_refused(imp_run, tiny_checkpoint, 
     _, _, masks_only = imp_run
     config = Experiment(task="rte", model=str(tiny_checkpoint), data_dir=str(glue_dir), max_train_examples=8,
                         max_eval_examples=8, epochs=1, batch_size=8, device="cpu")
-    transfer_module.transfer_matrix([masks_only], ["rte"], config, tmp_path, progress=False, echo=None)
+    transfer_module.transfer_matrix([masks_only], [get_task("rte")], config, tmp_path, progress=False, echo=None)
     other = Experiment(**{**config.to_dict(), "learning_rate": 1e-3})
     with pytest.raises(MinilthError, match="other settings \\(learning_rate differ\\)"):
-        transfer_module.transfer_matrix([masks_only], ["rte"], other, tmp_path, progress=False, echo=None)
+        transfer_module.transfer_matrix([masks_only], [get_task("rte")], other, tmp_path, progress=False, echo=None)

@@ -25,7 +25,7 @@ from typing import Optional, Union
 
 from tqdm.auto import tqdm
 
-from .errors import DataError
+from ..errors import DataError
 from .tasks import Task, get_task
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,8 @@ def read_examples(task: Task | str, path: str | Path, split: str = "train",
     with contextlib.closing(_rows(task, path)) as stream:  # closed even when max_examples stops early
         columns, rows = _header(task, stream)
         if not columns:
-            raise DataError(f"{path} is empty: download {task.display_name} again with `{task.data_script}`")
+            raise DataError(f"{path} is empty: download {task.display_name} again with "
+                            f"`{task.data_script} --force`")
         indices = _column_indices(task, columns, path, split)
         examples, skipped = [], 0
         for line, row in rows:
@@ -90,7 +91,8 @@ def read_examples(task: Task | str, path: str | Path, split: str = "train",
                     skipped += 1
                     continue
                 raise DataError(f"{path}:{line}: {len(row)} tab-separated fields where the header has "
-                                f"{len(columns)}: the file is damaged; download it again with `{task.data_script}`")
+                                f"{len(columns)}: the file is damaged; download it again with "
+                                f"`{task.data_script} --force`")
             examples.append(_example(task, row, indices, f"{split}-{line}", path, line))
             if max_examples is not None and len(examples) == max_examples:
                 break
@@ -99,7 +101,7 @@ def read_examples(task: Task | str, path: str | Path, split: str = "train",
                        path, skipped)
     if not examples:
         raise DataError(f"{path} holds no examples: the file is empty or truncated; "
-                        f"download it again with `{task.data_script}`")
+                        f"download it again with `{task.data_script} --force`")
     return examples, skipped
 
 
@@ -156,7 +158,8 @@ def _column_indices(task: Task, columns: list[str], path: Path, split: str) -> d
     missing = [c for c in task.text_columns if c not in columns]
     if missing:
         raise DataError(f"{path}:1: no column {missing[0]!r} in the header {columns}: "
-                        f"is this {task.display_name}'s file? download it with `{task.data_script}`")
+                        f"is this {task.display_name}'s file? download it again with "
+                        f"`{task.data_script} --force`")
     indices = {"text": [columns.index(c) for c in task.text_columns], "label": None}
     if task.label_column in columns:
         indices["label"] = len(columns) - 1 - columns[::-1].index(task.label_column)  # MNLI: gold_label is last

@@ -14,11 +14,12 @@ wikitext-103-raw-v1.zip.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
-from .download import cached_download, extract_archive, install_file
-from .errors import DataError
-from .files import write_text
+from ..checkpoints.download import cached_download, extract_archive, install_file
+from ..errors import DataError
+from ..files import write_text
 from .tasks import TASKS, UnknownTaskError
 
 DATA_URL_ENV = "MINILTH_DATA_URL"
@@ -116,21 +117,24 @@ def _key(name: str) -> str:
     return name.strip().lower().replace("-", "").replace("_", "")
 
 
-def install_glue_task(task: str, glue_dir: Path, base_url: str | None = None) -> Path:
-    """Returns glue_dir/<task> after downloading and unpacking the task (nothing to do if the folder exists)."""
+def install_glue_task(task: str, glue_dir: Path, base_url: str | None = None, force: bool = False) -> Path:
+    """Returns glue_dir/<task> after downloading and unpacking the task: nothing to do if its folder exists, unless
+    `force` (a damaged file), which unpacks it afresh from the cached archive (checked against its digest)."""
     if task == "MRPC":
-        return install_mrpc(glue_dir, base_url)
+        return install_mrpc(glue_dir, base_url, force)
     target = Path(glue_dir) / task
-    if target.is_dir():
+    if target.is_dir() and not force:
         return target
+    shutil.rmtree(target, ignore_errors=True)
     archive = _fetch(GLUE_BASE_URL, GLUE_ARCHIVES[task], "glue", base_url)
     return extract_archive(archive, target, member_root=task)
 
 
-def install_mrpc(glue_dir: Path, base_url: str | None = None) -> Path:
-    """Returns glue_dir/MRPC after building train/dev/test.tsv from the MSR files (nothing to do if present)."""
+def install_mrpc(glue_dir: Path, base_url: str | None = None, force: bool = False) -> Path:
+    """Returns glue_dir/MRPC after building train/dev/test.tsv from the MSR files (nothing to do if present, unless
+    `force`)."""
     target = Path(glue_dir) / "MRPC"
-    if all((target / name).is_file() for name in MRPC_OUTPUTS):
+    if all((target / name).is_file() for name in MRPC_OUTPUTS) and not force:
         return target
     sources = {name: _fetch(official, name, "glue", base_url) for name, official in MRPC_SOURCES.items()}
     outputs = format_mrpc(sources["msr_paraphrase_train.txt"], sources["msr_paraphrase_test.txt"],
@@ -175,12 +179,12 @@ def _msr_fields(row: str, source: Path) -> list[str]:
 # SQuAD v1.1
 
 
-def install_squad(squad_dir: Path, base_url: str | None = None) -> Path:
-    """Returns squad_dir holding train-v1.1.json and dev-v1.1.json, downloading the missing ones."""
+def install_squad(squad_dir: Path, base_url: str | None = None, force: bool = False) -> Path:
+    """Returns squad_dir holding train-v1.1.json and dev-v1.1.json, downloading the missing ones (all, with `force`)."""
     squad_dir = Path(squad_dir)
     for name in SQUAD_FILES:
         dest = squad_dir / name
-        if not dest.is_file():
+        if force or not dest.is_file():
             install_file(_fetch(SQUAD_BASE_URL, name, "squad", base_url), dest)
     return squad_dir
 
@@ -189,10 +193,13 @@ def install_squad(squad_dir: Path, base_url: str | None = None) -> Path:
 # WikiText
 
 
-def install_wikitext(data_root: Path, variant: str = "103", base_url: str | None = None) -> Path:
-    """Returns data_root/wikitext-<variant>-raw holding wiki.{train,valid,test}.raw, downloading it if absent."""
+def install_wikitext(data_root: Path, variant: str = "103", base_url: str | None = None, force: bool = False) -> Path:
+    """Returns data_root/wikitext-<variant>-raw holding wiki.{train,valid,test}.raw, downloading it if absent (unpacked
+    afresh with `force`)."""
     archive_name, folder = WIKITEXT_VARIANTS[variant]
     target = Path(data_root) / folder
+    if force:
+        shutil.rmtree(target, ignore_errors=True)
     if not target.is_dir():
         archive = _fetch(WIKITEXT_BASE_URL, archive_name, "wikitext", base_url)
         extract_archive(archive, target, member_root=folder)

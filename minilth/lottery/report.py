@@ -17,8 +17,8 @@ import math
 import statistics
 from pathlib import Path
 
-from . import files
-from .tasks import Task, get_task
+from .. import files
+from ..data.tasks import Task, get_task
 
 # The order and names of Table 2's rows.
 SETTING_LABELS = {

@@ -1,11 +1,15 @@
-"""Unpadding: the packed path (real tokens only) gives the padded path's outputs and gradients within 1e-5."""
+"""The fast execution (minilth/fast): on the padded batch and on the real tokens only, it gives the outputs and
+gradients of model.py's textbook forward within 1e-5, and transformers' too."""
 import pytest
 import torch
 import transformers
 
-from minilth.model import BertConfig, PackedTokens, PaddedTokens, build_model, length_buckets, token_layout
-from minilth.prune import Mask, prunable_names, random_prune
-from minilth.weights import load_into
+from minilth.checkpoints.pretrained import load_into
+from minilth.fast.tokens import PackedTokens, PaddedTokens, length_buckets, token_layout
+from minilth.lottery.controls import random_prune
+from minilth.model import BertConfig, build_model
+from minilth.prune import Mask, prunable_names
+from minilth.structured import gradient_importance
 
 TOL = 1e-5
 CONFIG = dict(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
@@ -29,13 +33,17 @@ def make_batch(lengths: list[int], T: int = 16, seed: int = 0) -> dict[str, torc
 LENGTHS = [16, 3, 9, 12, 15, 1, 7, 16, 10, 13]
 
 
-def both_paths(head: str, mask_sparsity: float = 0.0, **kwargs):
-    """Returns (padded model, unpadded model) with the same weights, eval mode (dropout off)."""
+# every execution is compared with the reference one: model.py's textbook forward
+REFERENCES = ["textbook", "padded"]
+
+
+def both_paths(head: str, mask_sparsity: float = 0.0, reference: str = "textbook", **kwargs):
+    """Returns (the model under `reference` execution, the same weights "unpadded"), eval mode (dropout off)."""
     torch.manual_seed(0)
-    padded = build_model(BertConfig(**CONFIG, unpad=False), head=head, **kwargs).eval()
+    padded = build_model(BertConfig(**CONFIG, execution=reference), head=head, **kwargs).eval()
     if mask_sparsity:
         random_prune(padded, Mask.dense(padded, prunable_names(padded)), mask_sparsity, seed=0).apply_to(padded)
-    unpadded = build_model(BertConfig(**CONFIG, unpad=True), head=head, **kwargs).eval()
+    unpadded = build_model(BertConfig(**CONFIG, execution="unpadded"), head=head, **kwargs).eval()
     unpadded.load_state_dict(padded.state_dict())
     return padded, unpadded
 
@@ -51,9 +59,10 @@ def assert_same_gradients(padded, unpadded):
         assert (got[name] - expected[name]).abs().max() < TOL, name
 
 
+@pytest.mark.parametrize("reference", REFERENCES)
 @pytest.mark.parametrize("mask_sparsity", [0.0, 0.5], ids=["dense", "pruned 50%"])
-def test_classification_outputs_and_gradients_match(mask_sparsity):
-    padded, unpadded = both_paths("classification", mask_sparsity, num_labels=3)
+def test_classification_outputs_and_gradients_match(mask_sparsity, reference):
+    padded, unpadded = both_paths("classification", mask_sparsity, reference, num_labels=3)
     batch = make_batch(LENGTHS)
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
     out_padded, out_unpadded = padded(**batch, labels=labels), unpadded(**batch, labels=labels)
@@ -66,8 +75,9 @@ def test_classification_outputs_and_gradients_match(mask_sparsity):
         assert (weight == 0).float().mean() > 0.3
 
 
-def test_per_token_outputs_and_gradients_match_at_real_tokens():
-    padded, unpadded = both_paths("mlm")
+@pytest.mark.parametrize("reference", REFERENCES)
+def test_per_token_outputs_and_gradients_match_at_real_tokens(reference):
+    padded, unpadded = both_paths("mlm", reference=reference)
     batch = make_batch(LENGTHS, seed=1)
     real = batch["attention_mask"].bool()
     labels = torch.where(real, batch["input_ids"], -100)
@@ -82,8 +92,9 @@ def test_per_token_outputs_and_gradients_match_at_real_tokens():
     assert_same_gradients(padded, unpadded)
 
 
-def test_question_answering_matches_at_real_tokens():
-    padded, unpadded = both_paths("span")
+@pytest.mark.parametrize("reference", REFERENCES)
+def test_question_answering_matches_at_real_tokens(reference):
+    padded, unpadded = both_paths("span", reference=reference)
     batch = make_batch(LENGTHS, seed=2)
     real = batch["attention_mask"].bool()
     with torch.no_grad():
@@ -130,11 +141,11 @@ def test_length_buckets_cover_every_sequence_once():
     assert len(buckets[0].slots) == 128 + 120 + 97 + 96
 
 
-@pytest.mark.parametrize("unpad", [False, True], ids=["padded", "unpadded"])
-def test_first_token_only_gives_the_same_pooled_output(unpad):
+@pytest.mark.parametrize("execution", ["padded", "unpadded"])
+def test_first_token_only_gives_the_same_pooled_output(execution):
     """The classifier's shortcut: the last layer computes [CLS] only, and the pooler reads the same vector."""
     torch.manual_seed(0)
-    model = build_model(BertConfig(**CONFIG, unpad=unpad), head="base").eval()
+    model = build_model(BertConfig(**CONFIG, execution=execution), head="base").eval()
     batch = make_batch(LENGTHS, seed=4)
     with torch.no_grad():
         sequence, pooled = model(**batch)
@@ -161,3 +172,30 @@ def test_classification_gradients_match_transformers():
     theirs = gradients(reference)
     for name, grad in gradients(ours).items():
         assert (grad - theirs[name]).abs().max() < TOL, name
+
+
+@pytest.mark.parametrize("execution", ["textbook", "padded"])
+def test_real_minilm_gives_the_same_outputs_every_way(execution, minilm_path):
+    """The real pre-trained MiniLM, a padded batch: every execution gives the default's real-token outputs."""
+    from minilth.checkpoints import from_pretrained
+    model = from_pretrained(minilm_path, head="base").eval()
+    batch = make_batch(LENGTHS, seed=6)
+    real = batch["attention_mask"].bool()
+    with torch.no_grad():
+        default, _ = model(**batch)
+        model.config.execution = execution
+        other, _ = model(**batch)
+    assert (other - default)[real].abs().max() < TOL
+
+
+def test_gradient_importance_is_the_same_under_every_execution():
+    """Michel et al.'s gates sit on the inputs of the projections that every execution calls."""
+    scores = {}
+    for execution in ("textbook", "unpadded"):
+        torch.manual_seed(0)
+        model = build_model(BertConfig(**CONFIG, execution=execution), head="classification", num_labels=3)
+        batch = {**make_batch(LENGTHS, seed=7), "labels": torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])}
+        scores[execution] = gradient_importance(model, [batch])
+    for kind in ("heads", "neurons"):
+        assert scores["textbook"][kind].abs().sum() > 0
+        assert (scores["textbook"][kind] - scores["unpadded"][kind]).abs().max() < 1e-4

@@ -21,7 +21,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from .errors import MinilthError
+from ..errors import MinilthError
 
 
 _device: torch.device | None = None  # this rank's device, once it has joined

@@ -7,7 +7,7 @@ from pathlib import Path
 from tokenizers import Tokenizer as _Backend
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 

@@ -5,7 +5,7 @@
 
 The data folder holds GLUE's task folders (data/glue/RTE/train.tsv, ...); SQuAD (squad/) and
 WikiText (wikitext-103-raw/) are found in it or beside it (data/squad), where the data scripts
-put them. A task whose files are missing is downloaded into that layout (minilth.data_sources:
+put them. A task whose files are missing is downloaded into that layout (minilth.data.sources:
 progress bar, sha256, atomic rename; $MINILTH_DATA_URL for a mirror); with MINILTH_OFFLINE=1, or
 download=False, a missing file is a one-line DataError naming the command that fetches it.
 """
@@ -15,9 +15,12 @@ import os
 import shlex
 from pathlib import Path
 
-from . import data_sources
-from .download import is_offline
-from .errors import DataError
+from ..checkpoints.download import is_offline
+from ..errors import DataError
+from . import sources
+from .glue import load_glue
+from .mlm import load_mlm
+from .squad import load_squad
 from .tasks import Task, get_task
 
 DATA_DIR_ENV = "MINILTH_DATA_DIR"
@@ -73,10 +76,10 @@ def download_task(task: Task | str, data_dir: str | Path | None = None) -> Path:
     task = get_task(task)
     data_dir = resolve_data_dir(data_dir)
     if task.kind == "span":
-        return data_sources.install_squad(data_dir.parent / task.folder)
+        return sources.install_squad(data_dir.parent / task.folder)
     if task.kind == "mlm":
-        return data_sources.install_wikitext(data_dir.parent, variant="103")
-    return data_sources.install_glue_task(task.folder, data_dir)
+        return sources.install_wikitext(data_dir.parent, variant="103")
+    return sources.install_glue_task(task.folder, data_dir)
 
 
 def load_dataset(task: Task | str, data_dir: str | Path | None, split: str, tokenizer, max_examples: int | None = None,
@@ -90,12 +93,9 @@ def load_dataset(task: Task | str, data_dir: str | Path | None, split: str, toke
     task = get_task(task)
     path = task_file(task, data_dir, split, download=download)
     if task.kind in ("classification", "regression"):
-        from .glue import load_glue
         return load_glue(task, path, tokenizer, split=split, max_examples=max_examples, progress=progress)
     if task.kind == "span":
-        from .squad import load_squad  # late: squad.py is optional until a SQuAD run
         return load_squad(path, tokenizer, max_length=task.max_length, doc_stride=task.doc_stride,
                           max_query_length=task.max_query_length, max_examples=max_examples,
                           training=(split == "train"), progress=progress)
-    from .mlm import load_mlm
     return load_mlm(path, tokenizer, max_length=task.max_length, max_examples=max_examples, progress=progress)

@@ -19,8 +19,8 @@ from typing import Iterable, Iterator
 import torch
 from tqdm.auto import tqdm
 
-from .data import IGNORE_INDEX
-from .errors import DataError
+from .batches import IGNORE_INDEX
+from ..errors import DataError
 
 DOWNLOAD_HINT = "python data_scripts/download_wikitext.py"
 

@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlsplit
 import requests
 from tqdm import tqdm
 
-from minilth.errors import DownloadError
+from ..errors import DownloadError
 
 CHUNK_BYTES = 1 << 20
 # Small network reads: a cut connection loses at most the chunk being read.
@@ -59,7 +59,13 @@ def download(url: str, dest: Path, sha256: str | None = None, desc: str | None =
     # a real write, before any network: permission bits do not bind root, nor tell of a read-only mount
     tempfile.TemporaryFile(dir=dest.parent).close()
     part = part_path(dest)
-    _fetch_with_retries(url, part, desc or dest.name)
+    local = local_source(url)
+    if local is not None:  # a mirror on this machine: a folder path or a file:// URL
+        if not local.is_file():
+            raise DownloadError(f"{local} not found: the local mirror holds no {local.name}")
+        shutil.copyfile(local, part)
+    else:
+        _fetch_with_retries(url, part, desc or dest.name)
     if expected is not None:
         actual = file_sha256(part)
         if actual != expected:
@@ -68,6 +74,18 @@ def download(url: str, dest: Path, sha256: str | None = None, desc: str | None =
                                 "the file was deleted: run again, or check the URL or mirror")
     os.replace(part, dest)
     return dest
+
+
+def local_source(url: str) -> Path | None:
+    """Returns the file a file:// URL or a plain path names, None for http(s); DownloadError for another scheme."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("http", "https"):
+        return None
+    if scheme == "file":
+        return Path(unquote(urlsplit(url).path))
+    if scheme and len(scheme) > 1:  # one letter is a Windows drive, C:\...
+        raise DownloadError(f"{url}: a mirror must be http(s)://, file:// or a local folder, not {scheme}://")
+    return Path(url).expanduser()
 
 
 def part_path(dest: Path) -> Path:

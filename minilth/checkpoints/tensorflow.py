@@ -7,7 +7,7 @@ A TF checkpoint `bert_model.ckpt` is two kinds of file:
   The empty name "" maps to a `BundleHeaderProto` (number of shards, endianness).
 * `bert_model.ckpt.data-00000-of-00001` (one file per shard): the tensors' raw bytes, back to back.
 
-This module decodes both by hand (a few dozen lines of LevelDB and protobuf wire format), then
+This module decodes both by hand (LevelDB's table format, protobuf's wire format and crc32c), then
 renames Google's variables to Hugging Face's names, which are minilth's:
 
     state = load_tf_state_dict("uncased_L-12_H-768_A-12/bert_model.ckpt")
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 log = logging.getLogger("minilth")
 

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .errors import MinilthError
+from ..errors import MinilthError
 from .tasks import Task, get_task
 
 

@@ -13,7 +13,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from .errors import MinilthError
+from ..errors import MinilthError
 
 IGNORE_INDEX = -100  # positions the loss skips (MLM labels of unmasked or padded tokens)
 MEGA_BATCHES = 50  # group_by_length sorts within chunks of this many batches

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .errors import MinilthError
+from ..errors import MinilthError
 
 
 class UnknownTaskError(MinilthError, ValueError):

@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import DataError
+from ..errors import DataError
 
 DOWNLOAD_HINT = "python data_scripts/download_squad.py"
 
@@ -89,8 +89,8 @@ def read_squad(path: str | Path) -> list[SquadExample]:
         with open(path, encoding="utf-8") as f:
             articles = json.load(f)["data"]
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
-        raise DataError(f"{path} is not a SQuAD v1.1 JSON file ({error}): re-download it with "
-                        f"`{DOWNLOAD_HINT}`") from None
+        raise DataError(f"{path} is not a SQuAD v1.1 JSON file ({error}): download it again with "
+                        f"`{DOWNLOAD_HINT} --force`") from None
     examples = []
     for article in articles:
         for paragraph in article["paragraphs"]:

@@ -1,0 +1,315 @@
+"""Transfer: the mask found on task A, applied to theta_0, fine-tuned on task B with a fresh head.
+
+Only the mask moves. The target model is the pre-trained checkpoint with a head for the target
+task; no weight of the source run is ever read (from a find_ticket folder, only a round's mask.pt).
+
+    mask = load_mask("runs/mlm/rounds/round_07/mask.pt")
+    transfer(mask, get_task("rte"), Experiment(task="rte", model="bert-base-uncased"))  # {'acc': ...}
+
+    python -m minilth.transfer --mask runs/rte runs/mrpc --sparsity 0.5 --tasks rte mrpc stsb cola \\
+        --model path/to/bert --output runs/transfer
+
+fills a source x target matrix (plus each target's dense baseline) in transfer.json, one cell
+at a time (rerun to resume), then writes transfer.csv, the heatmap transfer_heatmap.png (with
+its CSV) and prints the matrix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import files
+from ..checkpoints import load_mask, resolve_checkpoint
+from ..config import Experiment
+from ..data import TASKS, Task, get_task
+from ..errors import MinilthError
+from ..prune import Mask, MaskError, is_pooler, named_tensors, prunable_names
+from ..scale import distributed
+from ..settings import check, flag, setting
+from ..train import finetune, model_for_task
+from .report import differences, percent_scale, render_table, to_json, transfer_heatmap, write_csv
+from .run_folder import load_config, load_task_data, read_json
+
+logger = logging.getLogger(__name__)
+
+DENSE = "dense"  # the row of dense baselines: the full pre-trained model fine-tuned on each target
+
+
+class TransferError(MinilthError, ValueError):
+    """A mask source that cannot be read or chosen, or a transfer output folder with other settings."""
+
+
+@dataclass(kw_only=True)
+class TransferSettings:
+    """masks and targets"""
+
+    masks: list[str] = setting(help="mask.pt files or find_ticket output folders (several fill a source x target "
+                                    "matrix)")
+    tasks: list[str] = setting(help=f"target tasks, any of: {', '.join(TASKS)}")
+    labels: list[str] | None = setting(None, "a name per mask source (default: folder@sparsity)")
+
+    def __post_init__(self):
+        self.tasks = [get_task(task).name for task in self.tasks]
+        check(len(set(self.tasks)) == len(self.tasks), f"{flag('tasks')} names a task twice: {' '.join(self.tasks)}")
+        check(self.labels is None or (len(self.labels) == len(self.masks) and len(set(self.labels)) == len(self.labels)
+                                      and DENSE not in self.labels),
+              f"give one distinct label per mask source (and none called '{DENSE}') with {flag('labels')}")
+
+
+# --- moving a mask ---------------------------------------------------------------------------------
+
+
+def _bare(name: str) -> str:
+    return name.removeprefix("bert.")
+
+
+def transfer_mask(mask: Mask, target_model) -> Mask:
+    """Returns the mask renamed and trimmed for the target model; raises MaskError if it was made for another model.
+
+    The one difference allowed is the pooler: a mask found with --keep-pooler has no pooler entry
+    and leaves the target's pooler dense, and a target model without a pooler (a bare encoder)
+    drops the mask's. The `bert.` prefix follows the target. Every other prunable matrix of the
+    target must be in the mask with the same shape.
+    """
+    tensors = named_tensors(target_model)
+    by_bare = {_bare(name): name for name in tensors}
+    moved, missing_in_target = {}, []
+    for name, flag in mask.items():
+        target_name = by_bare.get(_bare(name))
+        if target_name is None:
+            if not is_pooler(name):
+                missing_in_target.append(name)
+            continue
+        moved[target_name] = flag
+    embeddings = any("embeddings" in name for name in mask)
+    wanted = prunable_names(target_model, include_embeddings=embeddings)
+    uncovered = [name for name in wanted if name not in moved and not is_pooler(name)]
+    problems = []
+    if missing_in_target:
+        problems.append(f"{len(missing_in_target)} mask entries the target lacks (e.g. {missing_in_target[0]})")
+    if uncovered:
+        problems.append(f"{len(uncovered)} prunable target matrices the mask lacks (e.g. {uncovered[0]})")
+    if problems or not moved:
+        raise MaskError(f"mask was made for another model: {'; '.join(problems) or 'no names in common'}; "
+                        f"transfer masks between runs of the same checkpoint")
+    moved = Mask(moved)
+    moved.check_fits(target_model)  # shapes: same message as prune's
+    return moved
+
+
+def transfer(mask: Mask | None, task: Task, config: Experiment, seed: int = 0, data=None,
+             progress: bool = True) -> dict:
+    """Returns the target task's metrics of theta_0 (fresh head from `seed`) under the mask, fine-tuned.
+
+    `config` gives the checkpoint, data folder and fine-tuning settings; its task is replaced by
+    the target. `data` (train, eval) may be passed to avoid reading the target's files again.
+    No mask (None) fine-tunes the dense model: the target's baseline.
+    """
+    config = dataclasses.replace(config, task=task.name)
+    checkpoint = resolve_checkpoint(config.model)
+    data = data or load_task_data(config, task, checkpoint, progress)
+    model = model_for_task(checkpoint, task, seed)
+    moved = None if mask is None else transfer_mask(mask, model)
+    if moved is not None:
+        moved.apply_to(model)
+    return finetune(model, task, *data, config, seed=seed, mask=moved, progress=progress).final
+
+
+# --- reading masks from files or find_ticket folders -----------------------------------------------
+
+
+def find_mask(source: str | Path, sparsity: float | None = None) -> tuple[Mask, Path]:
+    """Returns (mask, its file): a mask file, or a find_ticket folder's finished round at `sparsity` (default: the
+    sparsest).
+
+    In a folder only the finished rounds' mask.pt files are read, nothing else of the run.
+    """
+    source = Path(source)
+    if source.is_file():
+        return load_mask(source), source
+    if not source.is_dir():
+        raise TransferError(f"mask source {source} does not exist; give a mask.pt file or a find_ticket output folder")
+    paths = [path for path in sorted(source.glob("rounds/round_*/mask.pt")) if (path.parent / "metrics.json").exists()]
+    if not paths:
+        raise TransferError(f"{source} holds no finished round (rounds/round_*/mask.pt with its metrics.json); give a "
+                            f"mask file or a find_ticket folder")
+    masks = [(mask, path) for mask, path in ((load_mask(path), path) for path in paths)
+             if mask.num_pruned > 0]  # round 0's dense mask is no ticket
+    if not masks:
+        raise TransferError(f"{source} holds only the dense round's mask; let find_ticket prune at least one round")
+    if sparsity is None:
+        return max(masks, key=lambda pair: pair[0].num_pruned)
+    for mask, path in masks:
+        if abs(mask.num_pruned - sparsity * mask.num_total) <= 0.5:  # the count IMP makes: round(s * total)
+            return mask, path
+    have = ", ".join(f"{m.sparsity:.2f}" for m, _ in masks)
+    raise TransferError(f"{source} has no mask at sparsity {sparsity:g} (it has {have}); pick one of those")
+
+
+def source_label(path: Path, mask: Mask) -> str:
+    """Returns a short name for a mask: its run folder's name and sparsity, e.g. 'rte@50%'."""
+    run = path.parents[2].name if path.parent.parent.name == "rounds" else path.stem
+    return f"{run}@{100 * mask.sparsity:.0f}%"
+
+
+def fingerprint(mask: Mask) -> str:
+    """Returns a short sha256 of the mask's names and bits: the same mask gives the same fingerprint."""
+    digest = hashlib.sha256()
+    for name, flag in mask.items():
+        digest.update(name.encode())
+        digest.update(np.packbits(flag.numpy().reshape(-1)).tobytes())
+    return digest.hexdigest()[:16]
+
+
+# --- the matrix ------------------------------------------------------------------------------------
+
+
+def transfer_matrix(sources: list[str | Path], tasks: list[Task], config: Experiment, output_dir: str | Path,
+                    sparsity=None, seeds: list[int] | None = None, labels: list[str] | None = None,
+                    progress: bool = True, echo=print) -> dict:
+    """Fills transfer.json in output_dir with every (source, target, seed) and each target's dense baseline; returns it.
+
+    `sparsity` picks each source folder's round: None (its sparsest), a number, or a RoundChoice
+    (by the source run's task). Every run is written as soon as it is done and skipped when
+    found, so a rerun resumes. Masks and targets are all checked (names, shapes) before any training.
+    """
+    output_dir = Path(output_dir)
+    seeds = list(seeds or config.seeds)
+    found = [find_mask(source, _sparsity_of(source, sparsity)) for source in sources]
+    labels = labels or [source_label(path, mask) for mask, path in found]
+    if len(labels) != len(found) or len(set(labels)) != len(labels) or DENSE in labels:
+        raise TransferError(f"give one distinct label per source (and none called '{DENSE}'), got {labels}; "
+                            f"pass --labels")
+    masks = dict(zip(labels, (mask for mask, _ in found)))
+    _check_all_fit(masks, tasks, config, seeds[0])
+    record = _open_record(output_dir, config, masks, found, labels)
+    todo = [(s, t.name, seed) for t in tasks for s in [DENSE, *labels] for seed in seeds
+            if _key(s, t.name, seed) not in record["runs"]]
+    if echo:
+        echo(f"transfer {len(labels)} mask(s) to {', '.join(t.name for t in tasks)} with seeds {seeds} "
+             f"(+ dense baselines): "
+             f"{len(todo)} fine-tunings to do; results in {output_dir}")
+    checkpoint = resolve_checkpoint(config.model)
+    for target in tasks:
+        task_config = dataclasses.replace(config, task=target.name)
+        pending = [(s, seed) for s, t, seed in todo if t == target.name]
+        with distributed.rank_0_first():
+            data = load_task_data(task_config, target, checkpoint, progress) if pending else None
+        for source, seed in pending:
+            started = time.perf_counter()
+            metrics = transfer(None if source == DENSE else masks[source], target, task_config, seed, data, progress)
+            record["runs"][_key(source, target.name, seed)] = {"source": source, "target": target.name, "seed": seed,
+                                                          "metrics": metrics,
+                                                          "seconds": round(time.perf_counter() - started, 1)}
+            files.write_text(output_dir / "transfer.json", to_json(record))
+    record["tasks"], record["labels"], record["seeds"] = [t.name for t in tasks], labels, seeds
+    return record
+
+
+def _sparsity_of(source: str | Path, sparsity) -> float | None:
+    """Returns the sparsity whose round to take from a source folder: `sparsity` itself, or a RoundChoice's for the
+    task of the run in that folder."""
+    if sparsity is None or isinstance(sparsity, (int, float)):
+        return sparsity
+    source = Path(source)
+    return sparsity.at(load_config(source).task) if (source / "config.json").is_file() else sparsity.at("*")
+
+
+def _check_all_fit(masks: dict[str, Mask], tasks: list[Task], config: Experiment, seed: int) -> None:
+    """Raises MaskError naming the source and target when a mask does not fit a target model."""
+    checkpoint = resolve_checkpoint(config.model)
+    for target in tasks:
+        model = model_for_task(checkpoint, target, seed)
+        for label, mask in masks.items():
+            try:
+                transfer_mask(mask, model)
+            except MaskError as error:
+                raise MaskError(f"{label} -> {target.name}: {error}") from None
+
+
+def _key(source: str, target: str, seed: int) -> str:
+    return f"{source}|{target}|{seed}"
+
+
+def _open_record(output_dir: Path, config: Experiment, masks: dict, found, labels) -> dict:
+    """Returns transfer.json's content, new or stored; a stored one must have the same settings and masks."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("task", "seeds", *Experiment.PLACEMENT)}
+    sources = {label: {"path": str(path), "sparsity": mask.sparsity, "fingerprint": fingerprint(mask)}
+               for label, (mask, path) in zip(labels, found)}
+    path = output_dir / "transfer.json"
+    fresh = {"settings": settings, "sources": sources, "runs": {}}
+    if not path.exists():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        return fresh
+    try:
+        stored = read_json(path, "")
+        if not all(isinstance(stored.get(key), dict) for key in ("settings", "runs", "sources")):
+            raise TransferError(f"{path} is not a transfer record")
+    except (MinilthError, AttributeError) as error:  # written by minilth: a damaged one is done again
+        logger.warning(f"{error}: its fine-tunings are done again")
+        return fresh
+    if stored["settings"] != settings:
+        changed = sorted(k for k in {**settings, **stored["settings"]} if stored["settings"].get(k) != settings.get(k))
+        raise TransferError(f"{output_dir} holds a transfer run with other settings ({', '.join(changed)} differ); "
+                            f"use another --output or the same settings to resume")
+    for label, info in sources.items():
+        old = stored["sources"].get(label)
+        if old is not None and old["fingerprint"] != info["fingerprint"]:
+            raise TransferError(f"{output_dir} has results for a different mask labelled '{label}'; "
+                                f"use another --output or another --labels")
+        stored["sources"][label] = info
+    return stored
+
+
+def summarize_matrix(record: dict) -> dict:
+    """Returns the ticket-metric means (percent) per source and target, the dense baselines, and their differences."""
+    tasks, rows = record["tasks"], record["labels"]
+    means = {source: {} for source in [DENSE, *rows]}
+    for source in means:
+        for target in tasks:
+            task = get_task(target)
+            values = [run["metrics"][task.ticket_metric] * percent_scale(task)
+                      for run in record["runs"].values() if run["source"] == source and run["target"] == target]
+            means[source][target] = statistics.fmean(values) if values else math.nan
+    baseline = [means[DENSE][t] for t in tasks]
+    matrix = [[means[s][t] for t in tasks] for s in rows]
+    return {"tasks": tasks, "sources": rows, "means": means, "baseline": baseline, "matrix": matrix,
+            "difference": differences(matrix, baseline)}
+
+
+def write_outputs(record: dict, output_dir: str | Path) -> str:
+    """Writes transfer.csv and the heatmap (transfer_heatmap.png/.csv); returns the printable matrix."""
+    output_dir = Path(output_dir)
+    summary = summarize_matrix(record)
+    rows = []
+    for run in sorted(record["runs"].values(), key=lambda r: (r["target"], r["source"], r["seed"])):
+        task = get_task(run["target"])
+        base = summary["means"][DENSE][run["target"]]
+        value = run["metrics"][task.ticket_metric] * percent_scale(task)
+        rows.append({"source": run["source"], "target": run["target"], "seed": run["seed"],
+                     "metric": task.ticket_metric, "value": value, "dense_mean": base, "minus_dense": value - base,
+                     **{f"all_{k}": v for k, v in run["metrics"].items()}})
+    if rows:
+        write_csv(rows, output_dir / "transfer.csv")
+    names = [f"{get_task(t).display_name} ({get_task(t).ticket_metric})" for t in summary["tasks"]]
+    transfer_heatmap(summary["matrix"], summary["sources"], names, output_dir / "transfer_heatmap.png",
+                     baseline=summary["baseline"], title="transfer: target metric minus its dense baseline",
+                     unit="points (percent)")
+    return format_matrix(summary)
+
+
+def format_matrix(summary: dict) -> str:
+    """Returns the matrix as text: each cell 'mean (difference to dense)', in percent."""
+    header = ["source \\ target"] + [get_task(t).display_name for t in summary["tasks"]]
+    lines = [[DENSE] + [f"{summary['means'][DENSE][t]:.2f}" for t in summary["tasks"]]]
+    for source, row, diffs in zip(summary["sources"], summary["matrix"], summary["difference"]):
+        lines.append([source] + ["-" if math.isnan(v) else f"{v:.2f} ({d:+.2f})" for v, d in zip(row, diffs)])
+    return render_table([header] + lines)

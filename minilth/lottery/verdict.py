@@ -1,0 +1,114 @@
+"""Is it a winning ticket? The verdict on an IMP run's rounds, under both of the paper's definitions.
+
+    summary = summarize(rounds, task)        # the table of rounds and the sparsest winning ticket
+    print(format_table(summary)); print("\n".join(verdict_lines(summary)))
+
+A round is a winning ticket when its subnetwork, fine-tuned, matches the dense model of round 0
+(same seeds, same data): within the dense model's noise (the paper's definition), or at least as
+good as it. The noise is one standard deviation of the dense runs over seeds; with one seed, the
+dev set's own sampling error. A dense model within noise of chance learned nothing, and then no
+round is called a ticket.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from .. import files
+from ..data import Task
+from .report import describe, plot_sparsity_curve, render_table, write_csv
+
+logger = logging.getLogger(__name__)
+
+
+def summarize(rounds: list, task: Task, structure: str = "unstructured") -> dict:
+    """Returns the table of rounds and the highest sparsity that is a winning ticket under both definitions.
+
+    A round's `sparsity` is the schedule's: of the prunable weights, or in a structured run of the
+    heads and of the neurons; `actual_sparsity` is always its mask's fraction of prunable weights.
+
+    `within_noise` (the paper's definition): the mean metric is at least the dense mean minus the
+    dense model's noise. `at_least_dense`: the mean metric is at least the dense mean. The noise is
+    one standard deviation of the dense runs over seeds (the paper's rule); with one seed, which
+    shows no spread, it is the dev set's own sampling error of the dense run. A dense model within
+    noise of chance learned nothing, and then no sparsity is called a ticket: `verdict` says why.
+    """
+    metric = task.ticket_metric
+    dense = describe([m[metric] for m in rounds[0].metrics])
+    noise, rule = _noise(rounds[0].metrics, metric, dense)
+    chance = rounds[0].metrics[0].get(f"{metric}_chance")
+    learned = chance is None or dense["mean"] - chance > noise
+    table = []
+    for r in rounds:
+        stats = describe([m[metric] for m in r.metrics])
+        table.append({"round": r.index, "sparsity": r.sparsity, "actual_sparsity": r.mask.sparsity,
+                      "metric": metric, "mean": stats["mean"], "std": stats["std"], "min": stats["min"],
+                      "max": stats["max"], "seeds": stats["n"],
+                      "within_noise": learned and stats["mean"] >= dense["mean"] - noise,
+                      "at_least_dense": learned and stats["mean"] >= dense["mean"], "seconds": round(r.seconds, 1)})
+    verdict = (f"the dense model learned: {dense['mean']:.4f} against {chance:.4f} for a model that learned nothing"
+               if chance is not None else "no chance level is known for this task")
+    if not learned:
+        verdict = (f"undecided: the dense model's {dense['mean']:.4f} is within noise ({noise:.4f}) of the "
+                   f"{chance:.4f} a model that learned nothing scores, so matching it says nothing")
+    return {"task": task.name, "structure": structure, "metric": metric, "dense_mean": dense["mean"],
+            "dense_std": dense["std"],
+            "noise": noise, "noise_rule": rule, "chance": chance, "verdict": verdict,
+            "ticket_within_noise": _highest(table, "within_noise"),
+            "ticket_at_least_dense": _highest(table, "at_least_dense"), "rounds": table}
+
+
+def _noise(dense_metrics: list[dict], metric: str, dense: dict) -> tuple[float, str]:
+    """The dense model's noise and the rule that gave it: the std over seeds, or with one seed the dev set's."""
+    if dense["n"] > 1:
+        return dense["std"], f"one std of the dense runs over {dense['n']} seeds"
+    stderr = dense_metrics[0].get(f"{metric}_se")
+    if stderr is None:
+        return 0.0, "one seed and no sampling error for this task: no noise allowed"
+    return stderr, "one seed: the dev set's sampling error of the dense run"
+
+
+def _highest(table: list[dict], key: str) -> float | None:
+    matching = [row["sparsity"] for row in table if row[key] and row["round"] > 0]
+    return max(matching) if matching else None
+
+
+def verdict_lines(summary: dict) -> list[str]:
+    """Returns the verdict in words: both ticket definitions, the noise and its rule, and whether the dense
+    model learned at all."""
+    percent = lambda s: "none" if s is None else f"{100 * s:.0f}% sparsity"  # noqa: E731
+    return [f"winning ticket (within noise of dense, {summary['noise']:.4f}: {summary['noise_rule']}): "
+            f"{percent(summary['ticket_within_noise'])}; (at least dense): {percent(summary['ticket_at_least_dense'])}",
+            summary["verdict"]]
+
+
+def write_summary(output_dir: Path, rounds: list, task: Task, structure: str = "unstructured",
+                  controls: dict | None = None) -> dict:
+    """Writes summary.json, summary.csv and (with matplotlib) summary.png; returns the summary.
+
+    `controls` ({control: [result, ...]}, as controls.run_controls returns) are drawn beside the
+    IMP curve at their sparsity, as the paper's figures show them. The x axis is the fraction of
+    prunable weights removed, so a structured run and its controls share the unstructured scale.
+    """
+    summary = summarize(rounds, task, structure)
+    files.write_text(output_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_csv(summary["rounds"], output_dir / "summary.csv")
+    points = {name: [(r["sparsity"], r["metrics"][summary["metric"]]) for r in results]
+              for name, results in (controls or {}).items()}
+    title = f"{task.display_name}: IMP subnetworks against the dense model"
+    if not plot_sparsity_curve(summary, points, output_dir / "summary.png", title):
+        logger.warning("summary.png not written: matplotlib is not installed (pip install matplotlib)")
+    return summary
+
+
+def format_table(summary: dict) -> str:
+    """Returns the rounds as an aligned text table for the terminal (a structured run's with the weights removed)."""
+    structured = summary.get("structure", "unstructured") != "unstructured"
+    header = ["round", "units removed" if structured else "sparsity"] + (["weights removed"] if structured else [])
+    header += [summary["metric"], "std", "min", "max", "ticket?"]
+    rows = [[str(r["round"]), f"{100 * r['sparsity']:.1f}%"] + ([f"{100 * r['actual_sparsity']:.1f}%"] if structured
+                                                                else [])
+            + [f"{r[k]:.4f}" for k in ("mean", "std", "min", "max")]
+            + ["dense" if r["round"] == 0 else ("yes" if r["within_noise"] else "no")] for r in summary["rounds"]]
+    return render_table([header] + rows)

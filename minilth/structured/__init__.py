@@ -1,0 +1,18 @@
+"""Structured tickets: IMP that prunes whole attention heads and feed-forward neurons, and models without them.
+
+    units.py       which rows and columns a head or a neuron owns; Units.of_mask, Units.expand
+    importance.py  how important each unit is: weight magnitude, or Michel et al.'s gradient score
+    pruning.py     structured_prune (over the model or per layer), random structured masks, the IMP seam
+    shrink.py      a physically smaller BERT with the masked model's outputs
+
+`--structure heads_and_neurons` (StructuredSettings) makes ticket.py prune through `prune_units`.
+"""
+from .importance import gradient_importance, importance_batches, magnitude_importance
+from .pruning import (GRADIENT_BATCHES, IMPORTANCES, STRUCTURES, StructuredSettings, prune_units, pruned_units,
+                      random_structured_mask, structured_prune)
+from .shrink import shrink
+from .units import KINDS, Units
+
+__all__ = ["GRADIENT_BATCHES", "IMPORTANCES", "KINDS", "STRUCTURES", "StructuredSettings", "Units",
+           "gradient_importance", "importance_batches", "magnitude_importance", "prune_units", "pruned_units",
+           "random_structured_mask", "shrink", "structured_prune"]
