@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from minilth.data.folders import resolve_data_dir
+from minilth.settings import CommandParser
 
 
 def parse_args(argv: list[str] | None, doc: str, mirror_help: str, tasks: list[str] | None = None,
                variants: list[str] | None = None) -> argparse.Namespace:
     """Returns the parsed options of a data script: --data-dir/--out and --base-url, plus --tasks or --variant."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser = CommandParser(prog=f"python data_scripts/{Path(sys.argv[0]).name}", description=doc.splitlines()[0])
     if tasks:
         parser.add_argument("--tasks", nargs="+", default=["all"],
                             help=f"tasks to fetch, space or comma separated: {', '.join(tasks)} (default: all)")
@@ -24,7 +26,11 @@ def parse_args(argv: list[str] | None, doc: str, mirror_help: str, tasks: list[s
     where.add_argument("--out", type=Path, default=None,
                        help="the data root, the older spelling: --out DIR is --data-dir DIR/glue")
     parser.add_argument("--base-url", default=None,
-                        help=f"{mirror_help} (default: $MINILTH_DATA_URL, else the official sources)")
+                        help=f"{mirror_help}: http(s)://, file:// or a local folder (default: $MINILTH_DATA_URL, else "
+                             f"the official sources)")
+    parser.add_argument("--force", action="store_true",
+                        help="fetch and unpack again what is already there (a damaged file); archives in the minilth "
+                             "cache are reused when their digest checks")
     return parser.parse_args(argv)
 
 

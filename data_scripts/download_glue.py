@@ -7,7 +7,7 @@ The default folder is the one minilth reads: $MINILTH_DATA_DIR, else ./data/glue
 are the ones of nyu-mll/GLUE-baselines' download_glue_data.py; MRPC's files are built, as there,
 from the MSR paraphrase files and the standard list of dev ids. The code is minilth.data.sources'
 (archives kept in the minilth cache, digests checked); tasks already unpacked are skipped
-without any network access.
+without any network access (--force unpacks them again).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 def install_all(args) -> int:
     glue_dir = data_dir_from(args)
     for task in resolve_glue_tasks(args.tasks):
-        print(f"{task}: {install_glue_task(task, glue_dir, args.base_url)}")
+        print(f"{task}: {install_glue_task(task, glue_dir, args.base_url, args.force)}")
     return 0
 
 

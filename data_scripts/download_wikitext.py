@@ -7,7 +7,7 @@ The data folder is the one minilth reads ($MINILTH_DATA_DIR, else ./data/glue); 
 beside it (data/wikitext-103-raw/wiki.{train,valid,test}.raw), where the MLM task looks for it.
 The zips come from wikitext.smerity.com (the original S3 bucket is gone) through
 minilth.data.sources (kept in the minilth cache, digests checked); a corpus already unpacked is
-skipped without any network access.
+skipped without any network access (--force fetches them again).
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     """Download one WikiText variant; return the exit status (2 with a one-line message on error)."""
     args = parse_args(argv, __doc__, "a mirror holding the wikitext-*-raw-v1.zip files",
                       variants=sorted(WIKITEXT_VARIANTS))
-    return run_cli(lambda: report(install_wikitext(data_dir_from(args).parent, args.variant, args.base_url),
+    root = data_dir_from(args).parent
+    return run_cli(lambda: report(install_wikitext(root, args.variant, args.base_url, args.force),
                                   args.variant),
                    "run it again: finished files are kept, the rest resumes")
 

@@ -50,6 +50,8 @@ class Experiment(FinetuneSettings):
         for name in ("max_train_examples", "max_eval_examples"):
             value = getattr(self, name)
             check(value is None or value >= 1, f"{flag(name)} must be at least 1, got {value}")
+        check(self.max_eval_examples != 1 or get_task(self.task).kind != "regression",
+              f"a correlation needs at least 2 examples: raise {flag('max_eval_examples')}")
 
     def to_dict(self) -> dict:
         return to_dict(self)

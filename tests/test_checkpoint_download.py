@@ -68,3 +68,19 @@ def test_minilm_name_is_the_installed_package_else_a_download(tiny_checkpoint, m
         assert resolve_checkpoint("all-MiniLM-L6-v2") == tmp_path / "cache" / "checkpoints" / "all-MiniLM-L6-v2"
         assert dict(server.requests) == {path: 1 for path in files}  # each file once, then from the cache
     assert model.load_report.missing == [] and model.config.hidden_size == 32
+
+
+def test_a_downloaded_checkpoint_that_does_not_load_leaves_the_cache_and_the_next_run_fetches_it_afresh(
+        hub, tmp_path, capsys):
+    from minilth.weights import main as weights_main
+
+    server, root = hub
+    from_pretrained("bert-base-uncased")  # downloaded into the cache
+    cached = resolve_checkpoint("bert-base-uncased") / "model.safetensors"
+    cached.write_bytes(cached.read_bytes()[:1000])  # damaged on disk since
+    assert weights_main(["bert-base-uncased"]) == 2
+    err = capsys.readouterr().err
+    assert "it was removed from the cache: run again to download it afresh" in err and not cached.exists()
+    before = server.requests[root + "model.safetensors"]
+    assert from_pretrained("bert-base-uncased").load_report.loaded
+    assert server.requests[root + "model.safetensors"] == before + 1

@@ -8,7 +8,7 @@ import pytest
 from data_mirror import FIXTURES, load_script, serve_data_mirror
 from http_server import serve
 from minilth.data.folders import download_command, load_dataset, resolve_data_dir, task_file
-from minilth.errors import DataError
+from minilth.errors import DataError, MinilthError
 
 
 def test_data_dir_is_the_argument_else_the_environment_else_data_glue_here(tmp_path, monkeypatch):
@@ -84,3 +84,56 @@ def test_no_download_when_told_not_to_or_when_the_task_folder_is_there(glue_dir,
             task_file("qnli", glue_dir, "train")
         assert server.total_requests == 0
     assert task_file("qnli", glue_dir, "dev") == glue_dir / "QNLI" / "dev.tsv"
+
+
+@pytest.mark.parametrize("form", ["folder", "file URL"])
+def test_a_mirror_on_this_machine_is_a_folder_or_a_file_url(form, tmp_path, monkeypatch, minilm_tokenizer):
+    from data_mirror import digests, mirror_files
+
+    from minilth.data import sources
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    files = mirror_files()
+    for name, data in files.items():
+        (mirror / name).write_bytes(data)
+    monkeypatch.setattr(sources, "SHA256", digests(files))
+    monkeypatch.setenv("MINILTH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MINILTH_OFFLINE", raising=False)
+    monkeypatch.setenv("MINILTH_DATA_URL", str(mirror) if form == "folder" else mirror.as_uri())
+    dev = load_dataset("rte", tmp_path / "data" / "glue", "dev", minilm_tokenizer, progress=False)
+    assert len(dev.features) == 40 and (tmp_path / "data" / "glue" / "RTE" / "dev.tsv").is_file()
+
+
+def test_a_mirror_of_another_scheme_is_one_line(tmp_path, monkeypatch, minilm_tokenizer):
+    monkeypatch.setenv("MINILTH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MINILTH_OFFLINE", raising=False)
+    monkeypatch.setenv("MINILTH_DATA_URL", "ftp://mirror.example/glue")
+    with pytest.raises(MinilthError, match="a mirror must be http\\(s\\)://, file:// or a local folder, not ftp://"):
+        load_dataset("rte", tmp_path / "data" / "glue", "dev", minilm_tokenizer, progress=False)
+
+
+def test_a_damaged_tsv_names_a_command_that_fetches_it_again(tmp_path, monkeypatch, minilm_tokenizer):
+    from data_mirror import digests, mirror_files
+
+    from minilth.data import sources
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    files = mirror_files()
+    for name, data in files.items():
+        (mirror / name).write_bytes(data)
+    monkeypatch.setattr(sources, "SHA256", digests(files))
+    monkeypatch.setenv("MINILTH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MINILTH_OFFLINE", raising=False)
+    monkeypatch.setenv("MINILTH_DATA_URL", str(mirror))
+    glue = tmp_path / "data" / "glue"
+    load_dataset("rte", glue, "dev", minilm_tokenizer, progress=False)
+    dev = glue / "RTE" / "dev.tsv"
+    dev.write_text(dev.read_text().replace("\t", " ", 3))  # a row with too few fields
+    with pytest.raises(MinilthError) as error:
+        load_dataset("rte", glue, "dev", minilm_tokenizer, progress=False)
+    command = str(error.value).split("`")[1]
+    assert command == "python data_scripts/download_glue.py --tasks RTE --force"
+    assert load_script("download_glue").main(["--tasks", "RTE", "--force", "--data-dir", str(glue)]) == 0
+    assert len(load_dataset("rte", glue, "dev", minilm_tokenizer, progress=False).features) == 40

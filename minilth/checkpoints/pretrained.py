@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -194,8 +195,9 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         # weights_only: unpickling a checkpoint must never run code from it
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt archives
+        objects = zipfile.is_zipfile(file) and "weights only" in str(error).lower()  # whole, but not only tensors
         why = ("it holds Python objects beside tensors, which minilth does not unpickle (that could run code)"
-               if "weights only" in str(error).lower() else f"{type(error).__name__}: not a whole PyTorch file")
+               if objects else f"{type(error).__name__}: not a whole PyTorch file")
         raise CheckpointError(f"cannot read {file}: {why}; download it again") from None
     return _named_tensors(file, state.get("state_dict", state) if isinstance(state, dict) else state)
 

@@ -16,6 +16,7 @@ the round to train again.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -154,7 +155,8 @@ def load_config(output_dir: str | Path, **placement) -> TicketConfig:
         raise MinilthError(f"only {', '.join(Experiment.PLACEMENT)} of a finished run may change, not {unknown}")
     stored = read_json(path, f"delete {path} and rerun the find_ticket command that started this run")
     moved = {name: value for name, value in placement.items() if value is not None}
-    return TicketConfig.from_dict({**stored, **moved} if isinstance(stored, dict) else stored, str(path))
+    # the file's values are checked naming the file, the flags given naming the flags
+    return dataclasses.replace(TicketConfig.from_dict(stored, str(path)), **moved)
 
 
 def claim_output_dir(output_dir: str | Path, config: TicketConfig) -> Path:

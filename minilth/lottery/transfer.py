@@ -30,6 +30,7 @@ from .. import files
 from ..checkpoints import load_mask, resolve_checkpoint
 from ..config import Experiment
 from ..data import TASKS, Task, get_task
+from ..data.folders import task_file
 from ..errors import MinilthError
 from ..prune import Mask, MaskError, is_pooler, named_tensors, prunable_names
 from ..scale import distributed
@@ -190,6 +191,9 @@ def transfer_matrix(sources: list[str | Path], tasks: list[Task], config: Experi
                             f"pass --labels")
     masks = dict(zip(labels, (mask for mask, _ in found)))
     _check_all_fit(masks, tasks, config, seeds[0])
+    for target in tasks:  # every target's files are there (or downloaded) before any training
+        for split in ("train", target.eval_split):
+            task_file(target, config.data_dir, split)
     record = _open_record(output_dir, config, masks, found, labels)
     todo = [(s, t.name, seed) for t in tasks for s in [DENSE, *labels] for seed in seeds
             if _key(s, t.name, seed) not in record["runs"]]
@@ -246,8 +250,7 @@ def _open_record(output_dir: Path, config: Experiment, masks: dict, found, label
                for label, (mask, path) in zip(labels, found)}
     path = output_dir / "transfer.json"
     fresh = {"settings": settings, "sources": sources, "runs": {}}
-    if not path.exists():
-        output_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists():  # the folder is made by the first result written into it
         return fresh
     try:
         stored = read_json(path, "")

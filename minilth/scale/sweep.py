@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -302,6 +303,7 @@ def load_sweep(output_dir: str | Path, **placement) -> Sweep:
                        transfer_["targets"], transfer_["sources"] if transfer_["targets"] else None)
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as error:  # a MinilthError is a ValueError
         message = str(error) if isinstance(error, MinilthError) else f"{type(error).__name__} {error}"
+        message = re.sub(r"--([a-z][a-z-]*)", lambda match: match.group(1).replace("-", "_"), message)  # keys, not flags
         raise SweepError(f"{path} is not a valid sweep definition ({message.removeprefix(str(path) + ': ')}); "
                          f"{fix}") from None
     if sweep.sparsity != stored["sparsity"]:
