@@ -86,8 +86,8 @@ def test_no_download_when_told_not_to_or_when_the_task_folder_is_there(glue_dir,
     assert task_file("qnli", glue_dir, "dev") == glue_dir / "QNLI" / "dev.tsv"
 
 
-@pytest.mark.parametrize("form", ["folder", "file URL"])
-def test_a_mirror_on_this_machine_is_a_folder_or_a_file_url(form, tmp_path, monkeypatch, minilm_tokenizer):
+def local_mirror(tmp_path, monkeypatch):
+    """A folder holding the mirror's files, with downloads allowed and checked against their digests."""
     from data_mirror import digests, mirror_files
 
     from minilth.data import sources
@@ -100,6 +100,12 @@ def test_a_mirror_on_this_machine_is_a_folder_or_a_file_url(form, tmp_path, monk
     monkeypatch.setattr(sources, "SHA256", digests(files))
     monkeypatch.setenv("MINILTH_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("MINILTH_OFFLINE", raising=False)
+    return mirror
+
+
+@pytest.mark.parametrize("form", ["folder", "file URL"])
+def test_a_mirror_on_this_machine_is_a_folder_or_a_file_url(form, tmp_path, monkeypatch, minilm_tokenizer):
+    mirror = local_mirror(tmp_path, monkeypatch)
     monkeypatch.setenv("MINILTH_DATA_URL", str(mirror) if form == "folder" else mirror.as_uri())
     dev = load_dataset("rte", tmp_path / "data" / "glue", "dev", minilm_tokenizer, progress=False)
     assert len(dev.features) == 40 and (tmp_path / "data" / "glue" / "RTE" / "dev.tsv").is_file()
@@ -114,19 +120,7 @@ def test_a_mirror_of_another_scheme_is_one_line(tmp_path, monkeypatch, minilm_to
 
 
 def test_a_damaged_tsv_names_a_command_that_fetches_it_again(tmp_path, monkeypatch, minilm_tokenizer):
-    from data_mirror import digests, mirror_files
-
-    from minilth.data import sources
-
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    files = mirror_files()
-    for name, data in files.items():
-        (mirror / name).write_bytes(data)
-    monkeypatch.setattr(sources, "SHA256", digests(files))
-    monkeypatch.setenv("MINILTH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("MINILTH_OFFLINE", raising=False)
-    monkeypatch.setenv("MINILTH_DATA_URL", str(mirror))
+    monkeypatch.setenv("MINILTH_DATA_URL", str(local_mirror(tmp_path, monkeypatch)))
     glue = tmp_path / "data" / "glue"
     load_dataset("rte", glue, "dev", minilm_tokenizer, progress=False)
     dev = glue / "RTE" / "dev.tsv"

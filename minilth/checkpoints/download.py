@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 import requests
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from ..errors import DownloadError
 

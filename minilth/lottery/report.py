@@ -6,7 +6,9 @@
 
 Numbers are shown as the paper shows them: GLUE and MLM metrics (fractions in minilth) in
 percent, SQuAD's (already percent) as they are. matplotlib is optional and imported only to
-plot; without it every table is still written and printed.
+plot; without it every table is still written and printed. Every figure is written as a PNG and
+an SVG beside it (fonts of at least 11 points: readable on a slide); `save_figure(fig, "x.pdf")`
+writes any other format.
 """
 from __future__ import annotations
 
@@ -203,11 +205,22 @@ def new_figure(figsize: tuple[float, float]):
     return Figure(figsize=figsize)
 
 
-def save_figure(fig, path: Path) -> None:
-    """Lays the figure out and writes it atomically (format from the suffix)."""
+SLIDE_FONT_SIZE = 11  # points: readable when a figure fills half a slide
+VECTOR_FORMATS = ("svg",)  # written beside every PNG, for slides and papers (any suffix works: .pdf, .svg, .png)
+
+
+def save_figure(fig, path: str | Path, vector_formats: tuple[str, ...] = VECTOR_FORMATS) -> None:
+    """Writes the figure atomically to `path` (format from the suffix) and as each of `vector_formats` beside it,
+    every text at least SLIDE_FONT_SIZE points."""
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        text.set_fontsize(max(text.get_fontsize(), SLIDE_FONT_SIZE))
     fig.tight_layout()
-    with files.atomic_path(path) as temp:
-        fig.savefig(temp, dpi=120)
+    path = Path(path)
+    for target in dict.fromkeys([path, *(path.with_suffix(f".{suffix}") for suffix in vector_formats)]):
+        with files.atomic_path(target) as temp:
+            fig.savefig(temp, dpi=150)
 
 
 

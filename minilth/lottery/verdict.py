@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 from pathlib import Path
 
 from .. import files
@@ -41,12 +42,13 @@ def summarize(rounds: list, task: Task, structure: str = "unstructured") -> dict
     learned = chance is None or dense["mean"] - chance > noise
     table = []
     for r in rounds:
-        stats = describe([m[metric] for m in r.metrics])
+        values = [m[metric] for m in r.metrics]
+        stats = describe(values)
+        within_noise, at_least_dense = is_ticket([m[metric] for m in rounds[0].metrics], values, noise)
         table.append({"round": r.index, "sparsity": r.sparsity, "actual_sparsity": r.mask.sparsity,
                       "metric": metric, "mean": stats["mean"], "std": stats["std"], "min": stats["min"],
-                      "max": stats["max"], "seeds": stats["n"],
-                      "within_noise": learned and stats["mean"] >= dense["mean"] - noise,
-                      "at_least_dense": learned and stats["mean"] >= dense["mean"], "seconds": round(r.seconds, 1)})
+                      "max": stats["max"], "seeds": stats["n"], "within_noise": learned and within_noise,
+                      "at_least_dense": learned and at_least_dense, "seconds": round(r.seconds, 1)})
     verdict = (f"the dense model learned: {dense['mean']:.4f} against {chance:.4f} for a model that learned nothing"
                if chance is not None else "no chance level is known for this task")
     if not learned:
@@ -57,6 +59,19 @@ def summarize(rounds: list, task: Task, structure: str = "unstructured") -> dict
             "noise": noise, "noise_rule": rule, "chance": chance, "verdict": verdict,
             "ticket_within_noise": _highest(table, "within_noise"),
             "ticket_at_least_dense": _highest(table, "at_least_dense"), "rounds": table}
+
+
+def is_ticket(dense: list[float], subnetwork: list[float], sampling_error: float = 0.0) -> tuple[bool, bool]:
+    """Returns (within noise, at least dense): the paper's two definitions of a winning ticket, from the metric of
+    each seed's dense model and subnetwork.
+
+    Within noise: the subnetwork's mean is at least the dense mean minus one std of the dense runs
+    over seeds; with one seed, which shows no spread, minus the dev set's `sampling_error` instead.
+    At least dense: the subnetwork's mean is at least the dense mean.
+    """
+    noise = statistics.stdev(dense) if len(dense) > 1 else sampling_error
+    mean = statistics.fmean(subnetwork)
+    return mean >= statistics.fmean(dense) - noise, mean >= statistics.fmean(dense)
 
 
 def _noise(dense_metrics: list[dict], metric: str, dense: dict) -> tuple[float, str]:

@@ -8,11 +8,11 @@
 `--structure heads_and_neurons` (StructuredSettings) makes ticket.py prune through `prune_units`.
 """
 from .importance import gradient_importance, importance_batches, magnitude_importance
-from .pruning import (GRADIENT_BATCHES, IMPORTANCES, STRUCTURES, StructuredSettings, prune_units, pruned_units,
-                      random_structured_mask, structured_prune)
+from .pruning import (GRADIENT_BATCHES, IMPORTANCES, STRUCTURES, StructuredSettings, keep_in_each_layer, prune_units,
+                      pruned_units, random_structured_mask, structured_prune)
 from .shrink import shrink
 from .units import KINDS, Units
 
 __all__ = ["GRADIENT_BATCHES", "IMPORTANCES", "KINDS", "STRUCTURES", "StructuredSettings", "Units",
-           "gradient_importance", "importance_batches", "magnitude_importance", "prune_units", "pruned_units",
+           "gradient_importance", "importance_batches", "keep_in_each_layer", "magnitude_importance", "prune_units", "pruned_units",
            "random_structured_mask", "shrink", "structured_prune"]

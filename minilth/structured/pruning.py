@@ -121,7 +121,13 @@ def _keep_largest_per_layer(scores: torch.Tensor, kept: torch.Tensor, share: flo
         if count < already:
             raise MaskError(f"layer {layer} already prunes {already} {kind}, more than the {count} a per-layer "
                             f"share of {share:.3f} allows: prune it per layer from the start")
-    return _keep_largest_in_rows(scores, [count] * len(scores))
+    return keep_in_each_layer(scores, share)
+
+
+def keep_in_each_layer(scores: torch.Tensor, share: float) -> torch.Tensor:
+    """Returns (L, units) bool keeping, in every layer (row), all but the round(share x units) lowest scores; ties
+    go by position, lower first pruned."""
+    return _keep_largest_in_rows(scores, [count_to_prune(share, scores.shape[1])] * len(scores))
 
 
 def _keep_largest_in_rows(scores: torch.Tensor, counts: list[int]) -> torch.Tensor:
