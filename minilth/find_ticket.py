@@ -30,7 +30,7 @@ from .lottery.run_folder import read_run, round_at
 from .lottery.verdict import format_table, summarize, verdict_lines
 from .scale import distributed
 from .settings import CommandParser, SettingsError, add_arguments, add_command_options, from_arguments
-from .structured import StructuredSettings
+from .structured import StructuredSettings, ranking_caveat
 from .ticket import find_ticket
 from .train import FinetuneSettings
 
@@ -71,6 +71,8 @@ def run(args) -> int:
     print(format_table(summary))
     if len(rounds) > 1:
         print("\n".join(verdict_lines(summary)))
+        if caveat := ranking_caveat(config):  # a structured run's next masks rest on one draw
+            print(caveat)
     if controls.controls and len(rounds) > 1:
         print_controls(output, controls.controls, progress=not args.quiet)
     print(f"{time.perf_counter() - started:.0f} s; results in {output}")

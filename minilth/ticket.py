@@ -11,7 +11,7 @@ Round k starts from a mask m_k (round 0's prunes nothing) and does three things:
 
 `imp_round` is exactly that, and `find_ticket` runs rounds until the target sparsity. Round 0's
 fine-tuning is the dense baseline a ticket is judged against (same seeds, same data). The first
-seed's trained model is the one pruned.
+seed's trained model is the one pruned (a structured run may rank on every seed's: --rank-on).
 
 What minilth rewinds: the whole model, encoder and task head, to its state before fine-tuning
 (theta_0: the pre-trained encoder and the head as initialised by the seed). The reference code
@@ -55,7 +55,7 @@ def find_ticket(config: TicketConfig, output_dir: str | Path, progress: bool = T
 def imp_round(run: TicketRun, progress: bool = True, on_step=None) -> Round:
     """Returns the next round of IMP: rewind and train the subnetwork once per seed, then prune it further."""
     index, mask, started = len(run.rounds), run.mask, time.perf_counter()
-    metrics, heads, theta_i, pruned_model = [], {}, {}, None
+    metrics, heads, theta_i, trained = [], {}, {}, []
     for seed in run.config.seeds:
         # 1. Rewind: the surviving weights back to theta_0 (or theta_i), the pruned ones to zero.
         model = model_for_task(run.checkpoint, run.task, seed)  # theta_0: pre-trained, its head drawn from the seed
@@ -66,27 +66,27 @@ def imp_round(run: TicketRun, progress: bool = True, on_step=None) -> Round:
         heads[seed] = head_of(model)
         if history.snapshot is not None:  # round 0 of a run rewinding to theta_i: the weights after i steps
             theta_i = {"step": history.snapshot_step, "weights": {**theta_i.get("weights", {}), seed: history.snapshot}}
-        if pruned_model is None:
-            pruned_model = model
+        if not trained or run.config.rank_on == "every_seed":  # the model(s) the next mask is ranked on
+            trained.append(model)
     # 3. Prune: drop the smallest surviving weights (or heads and neurons) of the first seed's trained model, globally.
     next_mask = None
     if index + 1 < len(run.sparsities):  # (under torchrun: once, on rank 0, and sent to every rank)
-        next_mask = distributed.on_rank_0(prune, run, pruned_model, mask, run.sparsities[index + 1])
+        next_mask = distributed.on_rank_0(prune, run, trained, mask, run.sparsities[index + 1])
     return Round(index, run.sparsities[index], mask, metrics, time.perf_counter() - started, heads, next_mask, theta_i)
 
 
-def prune(run: TicketRun, model, mask: Mask, sparsity: float | dict[str, int]) -> Mask:
-    """Returns the mask pruned further as the run prunes: its smallest weights, globally (the paper), or with
-    config.structure its least important heads and/or neurons (structured/).
+def prune(run: TicketRun, trained: list, mask: Mask, sparsity: float | dict[str, int]) -> Mask:
+    """Returns the mask pruned further as the run prunes: the smallest weights of the first seed's trained model,
+    globally (the paper), or with config.structure the least important heads and/or neurons (structured/).
 
     `sparsity` is the schedule's fraction, or exact counts to match another mask ({"weights": n},
     or {"heads": n, "neurons": m}).
     """
     if run.config.structured:
-        return prune_units(run.config, run.task, run.data[0], model, mask, sparsity)
+        return prune_units(run.config, run.task, run.data[0], trained, mask, sparsity)
     if isinstance(sparsity, dict):
         sparsity = sparsity["weights"] / mask.num_total  # rounds back to exactly that count
-    return magnitude_prune(model, mask, sparsity)
+    return magnitude_prune(trained[0], mask, sparsity)
 
 
 def rewind_point(run: TicketRun, seed: int, theta_0) -> dict:

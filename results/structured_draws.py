@@ -107,10 +107,15 @@ class Experiment:
         return mask
 
 
-def rank_correlation(a: list[float], b: list[float]) -> float:
-    """Spearman's rank correlation of two score vectors."""
-    ranks = lambda x: np.argsort(np.argsort(np.asarray(x)))  # noqa: E731
-    return float(np.corrcoef(ranks(a), ranks(b))[0, 1])
+def rank_agreement(a: list[float], b: list[float], layers: int = 6) -> float:
+    """Spearman's rank correlation of two passes' scores within each layer (where a per-layer mask ranks them),
+    averaged over the layers; units pruned before (score 0 in both passes) are left out."""
+    values = []
+    for x, y in zip(np.reshape(a, (layers, -1)), np.reshape(b, (layers, -1))):
+        alive = (x != 0) | (y != 0)
+        ranks = lambda v: np.argsort(np.argsort(v[alive], kind="stable"), kind="stable")  # noqa: E731
+        values.append(np.corrcoef(ranks(x), ranks(y))[0, 1])
+    return float(np.mean(values))
 
 
 def main() -> None:
@@ -176,12 +181,12 @@ def report(e: Experiment) -> None:
         print(f"| {name} | {stats(values)} | {'yes' if mean >= bar else 'no'} | "
               f"{'yes' if mean >= statistics.fmean(dense) else 'no'} |")
     scores = {key.split("|")[1]: value for key, value in e.results.items() if key.startswith("scores|")}
-    print("\nrank correlation (Spearman) of the units' scores with the default draw's:")
+    print("\nagreement of the units' ranking with the default draw's (Spearman within each layer):")
     for level in ("25", "50_default"):
         reference = scores[f"{level}_default"]["neurons"]
         for name in sorted(n for n in scores if n.startswith(level + "_") and n != f"{level}_default"):
-            print(f"  {name}: neurons {rank_correlation(reference, scores[name]['neurons']):.3f}, heads "
-                  f"{rank_correlation(scores[f'{level}_default']['heads'], scores[name]['heads']):.3f}")
+            print(f"  {name}: neurons {rank_agreement(reference, scores[name]['neurons']):.3f}, heads "
+                  f"{rank_agreement(scores[f'{level}_default']['heads'], scores[name]['heads']):.3f}")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,10 @@ from minilth.lottery.controls import run_controls
 from minilth.find_ticket import main as find_ticket_main
 from minilth.model import BertConfig, build_model
 from minilth.prune import Mask, MaskError, prunable_names, snapshot
-from minilth.structured import (Units, gradient_importance, magnitude_importance, random_structured_mask, shrink,
-                                structured_prune)
+from minilth.config import TicketConfig
+from minilth.data import get_task
+from minilth.structured import (Units, gradient_importance, magnitude_importance, prune_units, random_structured_mask,
+                                rank_agreement, shrink, structured_prune)
 from minilth.checkpoints.pretrained import from_pretrained, save_pretrained
 
 TOL = 1e-5
@@ -300,6 +302,44 @@ def test_shrink_refuses_a_model_already_shrunk():
         shrink(shrink(masked, mask), mask)
 
 
+# --- how steady a ranking is ---------------------------------------------------------------------
+
+
+def test_importance_over_other_batches_ranks_units_apart_and_over_the_whole_set_ranks_them_alike():
+    """Two gradient passes over 2 batches each rank the units differently, and rank_agreement says how much; over
+    all the batches, in another order or in bf16, the ranking is the same, and so is the per-layer mask."""
+    model = small_model()
+    data = [padded_batch(seed) for seed in range(12)]
+    few, others = gradient_importance(model, data[:2]), gradient_importance(model, data[2:4])
+    apart = rank_agreement(few, others)
+    assert set(apart) == {"heads", "neurons"} and all(-1 <= value < 0.9 for value in apart.values()), apart
+    assert rank_agreement(few, few) == pytest.approx({"heads": 1.0, "neurons": 1.0})
+    whole = gradient_importance(model, data)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        in_bf16 = gradient_importance(model, data)
+    dense = dense_mask(model)
+    for other in (gradient_importance(model, data[::-1]), in_bf16):
+        assert rank_agreement(whole, other) == pytest.approx({"heads": 1.0, "neurons": 1.0}, abs=1e-9)
+        assert (structured_prune(model, dense, 0.5, importance=other, per_layer=True)
+                == structured_prune(model, dense, 0.5, importance=whole, per_layer=True))
+
+
+def test_a_mask_ranked_on_every_seed_averages_the_models_scores():
+    """--rank-on every_seed: the next mask comes from the round's models' scores averaged; first_seed (the default)
+    ranks on the first model alone, as unstructured IMP prunes."""
+    models = [small_model(seed=seed) for seed in (0, 1)]
+    mask = dense_mask(models[0])
+    ranked = {}
+    for rank_on in ("first_seed", "every_seed"):
+        settings = TicketConfig(task="stsb", structure="heads_and_neurons", rank_within="layer", rank_on=rank_on)
+        ranked[rank_on] = prune_units(settings, get_task("stsb"), None, models, mask, 0.5)
+    scores = [magnitude_importance(model, mask) for model in models]
+    averaged = {kind: (scores[0][kind] + scores[1][kind]) / 2 for kind in scores[0]}
+    assert ranked["first_seed"] == structured_prune(models[0], mask, 0.5, per_layer=True)
+    assert ranked["every_seed"] == structured_prune(models[0], mask, 0.5, importance=averaged, per_layer=True)
+    assert ranked["every_seed"] != ranked["first_seed"]
+
+
 # --- structured IMP, its controls and its command line -------------------------------------------
 
 
@@ -350,12 +390,14 @@ def test_structured_controls_prune_as_many_units_as_the_structured_ticket(tiny_c
     as IMP."""
     monkeypatch.chdir(tmp_path)
     output = tmp_path / "runs" / "classroom_heads_and_neurons"  # not runs/classroom, the unstructured run's
-    tiny = structured_args(tiny_checkpoint, glue_dir, "-", "--seeds", "0", "1", "--importance", "gradient")
+    tiny = structured_args(tiny_checkpoint, glue_dir, "-", "--seeds", "0", "1", "--importance", "gradient",
+                           "--rank-on", "every_seed", "--importance-batches", "0")
     tiny = [arg for arg in tiny if arg not in ("--task", "stsb", "--target-sparsity", "0.5", "--rate", "0.25",
                                                "--output", "-")]
     assert find_ticket_main(["--preset", "classroom", *tiny, "--controls", "random_pruning"]) == 0
     out = capsys.readouterr().out
     assert "Random pruning" in out and "IMP minus random pruning at 50%" in out and "units removed" in out
+    assert "the next masks are ranked on" not in out  # every seed's model, every training batch: no caveat
     imp = round_masks(output)[-1]
     target = Units.of_mask(imp, 4)
     assert (target.num_pruned("heads"), target.num_pruned("neurons")) == (4, 64)
@@ -378,7 +420,10 @@ def test_a_per_layer_ticket_and_its_one_shot_control_prune_the_same_share_of_eve
     args = [arg for arg in structured_args(tiny_checkpoint, glue_dir, "-", "--rank-within", "layer") if arg != "-"]
     args.remove("--output")
     assert find_ticket_main(args) == 0
-    assert "ranked by magnitude within each layer" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ranked by magnitude within each layer" in out
+    assert ("the next masks are ranked on one trained model (the first seed's): another seed, batch order or CPU "
+            "ranks other units") in out and "--rank-on every_seed ranks them more steadily" in out
     output = tmp_path / "runs" / "stsb_heads_and_neurons_per_layer"  # its own default folder
     for mask, sparsity in zip(round_masks(output), [0.0, 0.25, 0.5]):
         units = Units.of_mask(mask, 4)  # 2 layers of 4 heads and 64 neurons
@@ -397,8 +442,15 @@ def test_structured_flags_that_contradict_each_other_are_one_line(tiny_checkpoin
                                                           "--structure heads_and_neurons"),
                            (["--rank-within", "layer"], "--rank-within layer ranks heads and neurons: add "
                                                         "--structure heads_and_neurons"),
-                           (["--include-embeddings"], "structured pruning removes heads and neurons, never embeddings")]:
-        assert find_ticket_main((args if extra[0] == "--include-embeddings" else without_structure) + extra) == 2
+                           (["--rank-on", "every_seed"], "--rank-on every_seed ranks heads and neurons: add "
+                                                         "--structure heads_and_neurons"),
+                           (["--include-embeddings"], "structured pruning removes heads and neurons, never embeddings"),
+                           (["--importance-batches", "4"], "--importance-batches counts the batches of the gradient "
+                                                           "ranking: add --importance gradient"),
+                           (["--importance", "gradient", "--importance-batches", "-1"],
+                            "--importance-batches must be a whole number of batches, 0 for all, not -1")]:
+        with_structure = "--include-embeddings" in extra or "--importance-batches" in extra
+        assert find_ticket_main((args if with_structure else without_structure) + extra) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
         assert not (tmp_path / "a").exists()

@@ -196,7 +196,7 @@ def run_oneshot(run: TicketRun, imp_mask: Mask, seed: int, progress: bool = True
     and neurons), as much as the IMP mask prunes, fine-tuned."""
     model = starting_model(run, seed)
     target = {kind: pruned for kind, (pruned, _) in pruned_counts(run, model, imp_mask).items()}
-    mask = prune(run, model, Mask.dense(model, imp_mask.names()), target)
+    mask = prune(run, [model], Mask.dense(model, imp_mask.names()), target)
     return mask, finetune_control(run, model, mask, seed, progress)
 
 
@@ -226,7 +226,7 @@ def standard_pruning(run: TicketRun, imp_mask: Mask, seed: int, progress: bool =
         model = model_for_task(run.checkpoint, run.task, seed)
         rewind(model, state)
         if index > 0:
-            mask = prune(run, model, mask, levels[index])
+            mask = prune(run, [model], mask, levels[index])
         mask.apply_to(model)
         history = train_subnetwork(run, model, mask, seed, rewound=False, progress=progress)
         state = snapshot(model)

@@ -7,12 +7,13 @@
 
 `--structure heads_and_neurons` (StructuredSettings) makes ticket.py prune through `prune_units`.
 """
-from .importance import gradient_importance, importance_batches, magnitude_importance
+from .importance import gradient_importance, importance_batches, magnitude_importance, rank_agreement
 from .pruning import (GRADIENT_BATCHES, IMPORTANCES, STRUCTURES, StructuredSettings, keep_in_each_layer, prune_units,
-                      pruned_units, random_structured_mask, structured_prune)
+                      pruned_units, random_structured_mask, ranking_caveat, structured_prune, unit_importance)
 from .shrink import shrink
 from .units import KINDS, Units
 
 __all__ = ["GRADIENT_BATCHES", "IMPORTANCES", "KINDS", "STRUCTURES", "StructuredSettings", "Units",
-           "gradient_importance", "importance_batches", "keep_in_each_layer", "magnitude_importance", "prune_units", "pruned_units",
-           "random_structured_mask", "shrink", "structured_prune"]
+           "gradient_importance", "importance_batches", "keep_in_each_layer", "magnitude_importance", "prune_units",
+           "pruned_units", "random_structured_mask", "rank_agreement", "ranking_caveat", "shrink", "structured_prune",
+           "unit_importance"]

@@ -2,9 +2,11 @@
 
     scores = magnitude_importance(model, mask)                    # {"heads": (L, nh), "neurons": (L, I)}
     scores = gradient_importance(model, importance_batches(...))  # |dLoss/dgate|, normalised per layer
+    rank_agreement(scores, other_scores)                           # {"heads": 0.85, ...}: 1.0 ranks alike
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 import torch
@@ -15,6 +17,7 @@ from ..model import BertPreTrainedModel
 from ..prune import Mask, TensorsLike, named_tensors
 from ..train import prepare_batch
 from .units import KINDS, encoder_of, layer_matrices, matrices_of, num_heads_of, per_unit, unit_count
+
 
 def magnitude_importance(model_or_sd: TensorsLike, mask: Mask, num_heads: int | None = None) -> dict[str, torch.Tensor]:
     """Returns each unit's L2 norm over all its weights: {"heads": (L, nh), "neurons": (L, I)}.
@@ -67,13 +70,28 @@ def gradient_importance(model: BertPreTrainedModel, batches: Iterable[dict]) -> 
     return {kind: score / score.norm(dim=1, keepdim=True).clamp_min(1e-20) for kind, score in scores.items()}
 
 
+def rank_agreement(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Returns how alike two importance passes rank the units: for each kind, Spearman's rank correlation of their
+    scores within each layer (where a per-layer mask ranks them), averaged over the layers. 1.0: the same order."""
+    def ranks(scores: torch.Tensor) -> torch.Tensor:  # (L, units) -> each unit's rank in its layer, as floats
+        return scores.argsort(dim=1, stable=True).argsort(dim=1, stable=True).double()
+
+    agreement = {}
+    for kind in first:
+        a, b = ranks(first[kind].detach().cpu()), ranks(second[kind].detach().cpu())
+        a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+        agreement[kind] = float(((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))).mean())
+    return agreement
+
+
 def _gate(gate: torch.Tensor, width: int):
     """Returns a forward pre-hook multiplying a linear layer's input (..., units x width) by one gate per unit."""
     return lambda module, inputs: (inputs[0] * gate.repeat_interleave(width),)  # (..., units x width)
 
 
-def importance_batches(task: Task, data, batch_size: int, count: int, device: torch.device) -> list[dict]:
-    """Returns the first `count` batches of a dataset in file order, on the device, as the model's loss reads them
-    (labels included; MLM tokens masked)."""
+def importance_batches(task: Task, data, batch_size: int, count: int | None, device: torch.device) -> list[dict]:
+    """Returns the first `count` batches of a dataset in file order (None: all of them), on the device, as the
+    model's loss reads them (labels included; MLM tokens masked)."""
     order = batches(data.features, batch_size, pad_id=getattr(data, "pad_id", 0))
-    return [prepare_batch(batch, task, data, device, masking_seed=step) for step, batch in zip(range(count), order)]
+    return [prepare_batch(batch, task, data, device, masking_seed=step)
+            for step, batch in zip(range(count) if count else itertools.count(), order)]

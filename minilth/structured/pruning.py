@@ -26,7 +26,8 @@ from .units import KINDS, Units, num_heads_of
 STRUCTURES = {"unstructured": (), "heads_and_neurons": KINDS, "heads": ("heads",), "neurons": ("neurons",)}
 IMPORTANCES = ("magnitude", "gradient")
 RANKING_SCOPES = ("model", "layer")  # --rank-within: where units are ranked
-GRADIENT_BATCHES = 8  # --importance gradient: training batches its |dLoss/dgate| is summed over
+RANKED_ON = ("first_seed", "every_seed")  # --rank-on: the round's trained models the next mask is ranked on
+GRADIENT_BATCHES = 8  # --importance gradient: training batches its |dLoss/dgate| is summed over (0: all)
 
 
 @dataclass(kw_only=True)
@@ -38,20 +39,33 @@ class StructuredSettings:
                                              "heads and of the neurons removed (summary.csv's actual_sparsity: the "
                                              "fraction of prunable weights)", choices=tuple(STRUCTURES))
     importance: str = setting("magnitude", "how heads and neurons are ranked: magnitude, the L2 norm of a unit's "
-                                           "weights; gradient, |dLoss/dgate| of a gate on each unit over the first "
-                                           f"{GRADIENT_BATCHES} training batches, normalised per layer (Michel et "
+                                           "weights; gradient, |dLoss/dgate| of a gate on each unit over "
+                                           "--importance-batches training batches, normalised per layer (Michel et "
                                            "al. 2019)", choices=IMPORTANCES)
     rank_within: str = setting("model", "rank heads and neurons over the whole model, or within each layer, which "
                                         "then loses the same share: an evenly narrower model (on MiniLM at 50%%, "
                                         "1.89x faster than dense against 1.69x; benchmarks/README.md)",
                                choices=RANKING_SCOPES)
+    importance_batches: int = setting(GRADIENT_BATCHES, "with --importance gradient: how many training batches, "
+                                                        "the first in file order, the scores are summed over; 0: "
+                                                        "all of them (a steadier ranking; results/README.md)")
+    rank_on: str = setting("first_seed", "the trained model(s) the next mask is ranked on: the first seed's, as "
+                                         "IMP prunes single weights, or every seed's, their scores averaged (a "
+                                         "steadier ranking; results/README.md)", choices=RANKED_ON)
 
     def __post_init__(self):
         super().__post_init__()
-        for name, unstructured_value in (("importance", "magnitude"), ("rank_within", "model")):
+        for name, unstructured_value in (("importance", "magnitude"), ("rank_within", "model"),
+                                         ("rank_on", "first_seed")):
             check(self.structured or getattr(self, name) == unstructured_value,
                   f"{flag(name)} {getattr(self, name)} ranks heads and neurons: add {flag('structure')} "
                   f"heads_and_neurons (or heads, or neurons)")
+        check(isinstance(self.importance_batches, int) and self.importance_batches >= 0,
+              f"{flag('importance_batches')} must be a whole number of batches, 0 for all, not "
+              f"{self.importance_batches!r}")
+        check(self.importance == "gradient" or self.importance_batches == GRADIENT_BATCHES,
+              f"{flag('importance_batches')} counts the batches of the gradient ranking: add "
+              f"{flag('importance')} gradient")
 
     @property
     def structured(self) -> bool:
@@ -59,18 +73,42 @@ class StructuredSettings:
         return self.structure != "unstructured"
 
 
-def prune_units(settings: StructuredSettings, task: Task, train_data, model, mask: Mask,
+def prune_units(settings: StructuredSettings, task: Task, train_data, models: list, mask: Mask,
                 sparsity: float | dict[str, int]) -> Mask:
-    """Returns the mask pruned as a structured IMP run prunes: the least important heads and/or neurons of the
-    model, ranked as `settings` say, to the sparsity's share of each kind (or the exact counts of a dict)."""
-    importance = None
-    if settings.importance == "gradient":
-        batch_size = settings.for_task(task).batch_size
-        device = next(model.parameters()).device
-        importance = gradient_importance(model, importance_batches(task, train_data, batch_size, GRADIENT_BATCHES,
-                                                                   device))
-    return structured_prune(model, mask, sparsity, STRUCTURES[settings.structure], importance,
+    """Returns the mask pruned as a structured IMP run prunes: the least important heads and/or neurons, ranked as
+    `settings` say on the round's trained models (the first seed's first), to the sparsity's share of each kind (or
+    the exact counts of a dict)."""
+    ranked_on = models if settings.rank_on == "every_seed" else models[:1]
+    scores = [unit_importance(settings, task, train_data, model, mask) for model in ranked_on]
+    importance = {kind: sum(score[kind] for score in scores) / len(scores) for kind in KINDS}
+    return structured_prune(models[0], mask, sparsity, STRUCTURES[settings.structure], importance,
                             per_layer=settings.rank_within == "layer")
+
+
+def unit_importance(settings: StructuredSettings, task: Task, train_data, model, mask: Mask) -> dict[str, torch.Tensor]:
+    """Returns one trained model's importance of every head and neuron, as `settings` rank them."""
+    if settings.importance == "magnitude":
+        return magnitude_importance(model, mask)
+    batch_size = settings.for_task(task).batch_size
+    device = next(model.parameters()).device
+    return gradient_importance(model, importance_batches(task, train_data, batch_size,
+                                                         settings.importance_batches or None, device))
+
+
+def ranking_caveat(settings: StructuredSettings) -> str | None:
+    """Returns a line saying that the next masks rest on one draw (one trained model, a few batches), or None when
+    they are ranked on every seed's model and, for the gradient, on the whole training set."""
+    one_model = settings.rank_on == "first_seed"
+    few_batches = settings.importance == "gradient" and settings.importance_batches > 0
+    if not (settings.structured and (one_model or few_batches)):
+        return None
+    draw = " and ".join(part for part, applies in (
+        ("one trained model (the first seed's)", one_model),
+        (f"the first {settings.importance_batches} training batches", few_batches)) if applies)
+    steadier = " ".join(option for option, applies in (
+        (f"{flag('rank_on')} every_seed", one_model), (f"{flag('importance_batches')} 0", few_batches)) if applies)
+    return (f"the next masks are ranked on {draw}: another seed, batch order or CPU ranks other units "
+            f"(results/README.md, \"Structured tickets across mask draws\"); {steadier} ranks them more steadily")
 
 
 def pruned_units(settings: StructuredSettings, mask: Mask, num_heads: int) -> dict[str, tuple[int, int]]:
