@@ -2,6 +2,10 @@
 
     MINILTH_DATA_DIR=/path/to/glue python benchmarks/time_notebooks.py            # all of them
     MINILTH_DATA_DIR=/path/to/glue python benchmarks/time_notebooks.py 04 05      # some
+    MINILTH_DATA_DIR=/path/to/glue python benchmarks/time_notebooks.py --labs     # the course's labs, solved
+
+With --labs, each lab of course/ runs with its exercises' solutions, and the time of each step (its cells
+tagged setup, check or run, in order) is printed for the teacher's guide.
 
 Each notebook runs in a fresh kernel in a temporary folder (what it writes lands there), with the
 data already in $MINILTH_DATA_DIR, so the time is the lesson's and not a download's. Besides the
@@ -22,12 +26,17 @@ from nbclient import NotebookClient
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import load_average, machine_line  # noqa: E402  benchmarks/timing.py
 
-TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
+REPOSITORY = Path(__file__).resolve().parents[1]
+TUTORIALS = REPOSITORY / "tutorials"
 
 
-def run_notebook(path: Path) -> tuple[float, str]:
-    """Returns (seconds, its printed output) of one notebook executed top to bottom in a temporary folder."""
+def run_notebook(path: Path, solved: bool = False) -> tuple[float, str, list[tuple[str, float]]]:
+    """Returns (seconds, its printed output, (tag, seconds) of each code cell) of one notebook executed top to
+    bottom in a temporary folder; `solved`: its exercise cells replaced by their solutions (a course lab)."""
     notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if solved and "exercise" in cell.metadata.get("tags", []):
+            cell.source = cell.metadata["minilth"]["solution"]
     with tempfile.TemporaryDirectory(prefix="minilth_lesson_") as folder:
         client = NotebookClient(notebook, kernel_name="python3", timeout=1800,
                                 resources={"metadata": {"path": folder}})
@@ -37,21 +46,36 @@ def run_notebook(path: Path) -> tuple[float, str]:
     printed = "".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
                       for output in cell.outputs if output.get("output_type") == "stream"
                       and output.get("name") == "stdout")
-    return seconds, printed
+    return seconds, printed, [(",".join(cell.metadata.get("tags", [])) or "-", cell_seconds(cell))
+                              for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def cell_seconds(cell) -> float:
+    """Returns how long a cell ran, from the timestamps nbclient records in its metadata."""
+    from datetime import datetime
+    timing = cell.metadata.get("execution", {})
+    start, end = timing.get("iopub.status.busy"), timing.get("shell.execute_reply")
+    if not (start and end):
+        return 0.0
+    return (datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.fromisoformat(start.replace("Z", "+00:00"))
+            ).total_seconds()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("prefixes", nargs="*", help="notebook number prefixes, e.g. 02 05 (default: all)")
+    parser.add_argument("--labs", action="store_true", help="the course's labs (course/lab*.ipynb), solved")
     args = parser.parse_args()
-    notebooks = [p for p in sorted(TUTORIALS.glob("[0-9][0-9]_*.ipynb"))
-                 if not args.prefixes or p.name[:2] in args.prefixes]
+    pattern = (REPOSITORY / "course").glob("lab*.ipynb") if args.labs else TUTORIALS.glob("[0-9][0-9]_*.ipynb")
+    notebooks = [p for p in sorted(pattern) if not args.prefixes or p.stem.removeprefix("lab")[:2] in args.prefixes]
     print(machine_line(), flush=True)
     times = {}
     for path in notebooks:
-        seconds, printed = run_notebook(path)
+        seconds, printed, cells = run_notebook(path, solved=args.labs)
         times[path.name] = seconds
         print(f"\n=== {path.name}: {seconds:.0f} s ({load_average()})\n{printed}", flush=True)
+        if args.labs:
+            print("cells (tags, seconds): " + "; ".join(f"{tags} {s:.0f}" for tags, s in cells), flush=True)
     print("\n| notebook | wall time |\n|---|---:|")
     for name, seconds in times.items():
         print(f"| {name} | {seconds / 60:.1f} min ({seconds:.0f} s) |")

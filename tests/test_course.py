@@ -2,6 +2,7 @@
 each lab run whole with its solutions, and a lab's first cell installing minilth into a fresh environment."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -76,8 +77,17 @@ def test_a_labs_first_cell_installs_minilth_into_a_fresh_environment(tmp_path):
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "torch==2.13.0"], check=True, env=environment)
     absent = subprocess.run([str(python), "-c", "import minilth"], capture_output=True, env=environment, cwd=tmp_path)
     assert absent.returncode != 0  # a fresh environment: minilth is not there
+    # a copy of the clone: building minilth writes build/ and *.egg-info/ beside its sources
+    clone = tmp_path / "minilth"
+
+    def not_copied(folder: str, names: list[str]) -> list[str]:  # the clone's own data/, not minilth/data/
+        at_top = {".git", "runs", "data", "build", ".pytest_cache"} if Path(folder) == REPOSITORY else set()
+        return [name for name in names if name in at_top or name == "__pycache__" or name.endswith(".egg-info")]
+
+    shutil.copytree(REPOSITORY, clone, ignore=not_copied)
+    assert (clone / "minilth" / "data" / "tasks.py").is_file()
     install = nbformat.read(LABS[0], as_version=4).cells[1].source
-    subprocess.run([str(python), "-c", install], check=True, cwd=REPOSITORY / "course", env=environment)
+    subprocess.run([str(python), "-c", install], check=True, cwd=clone / "course", env=environment)
     checked = subprocess.run([str(python), "-c", "from minilth.course import check\n"
                               "from minilth.prune import rewind\nassert check.rewind(rewind).passed"],
                              capture_output=True, text=True, env=environment, cwd=tmp_path)

@@ -96,3 +96,25 @@ def test_without_matplotlib_the_csv_and_tables_still_come(tmp_path, monkeypatch)
     assert not (tmp_path / "h.png").exists()
     assert (tmp_path / "h.csv").read_text().splitlines() == ["source,x,y", "a,0.5,-2.0"]
     assert "IMP" in format_table2(table2(MRPC_RESULTS, "mrpc", 0.5), "mrpc")
+
+
+def test_result_figures_come_as_png_and_svg_with_fonts_readable_on_a_slide(tmp_path):
+    """Both result plots write a PNG and an SVG beside it; every text is at least SLIDE_FONT_SIZE points, even
+    those drawn smaller (the heatmap's 9-point cell labels); a .pdf path gives a PDF and its SVG."""
+    import xml.etree.ElementTree as ElementTree
+
+    from matplotlib.text import Text
+
+    from minilth.lottery.report import SLIDE_FONT_SIZE, plot_sparsity_curve, save_figure
+
+    figure = transfer_heatmap([[1.0, -2.0]], ["a"], ["x", "y"], tmp_path / "heatmap.png")
+    summary = {"dense_mean": 0.8, "noise": 0.02, "metric": "pearson",
+               "rounds": [{"sparsity": s, "mean": m, "std": 0.01} for s, m in ((0.0, 0.8), (0.5, 0.79))]}
+    assert plot_sparsity_curve(summary, {"random_pruning": [(0.5, 0.06)]}, tmp_path / "summary.png", "STS-B")
+    for name in ("heatmap", "summary"):
+        assert (tmp_path / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+        assert ElementTree.parse(tmp_path / f"{name}.svg").getroot().tag.endswith("svg")
+    sizes = [text.get_fontsize() for text in figure.findobj(Text) if text.get_text()]
+    assert sizes and min(sizes) >= SLIDE_FONT_SIZE
+    save_figure(figure, tmp_path / "slide.pdf")
+    assert (tmp_path / "slide.pdf").read_bytes().startswith(b"%PDF") and (tmp_path / "slide.svg").exists()

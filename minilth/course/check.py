@@ -171,7 +171,8 @@ def _check_masked_step(function) -> str | None:
     if all(torch.equal(got[name], _tiny_model().state_dict()[name] * mask[name]) for name in mask):
         return "the weights did not change: compute the loss, call loss.backward() and optimizer.step()"
     if any((got[name] - expected[name]).abs().max() > 1e-6 for name in expected):
-        return "not the update of one step: zero the gradients, backward the loss, step the optimiser, re-apply the mask"
+        return ("not the update of one step: zero the gradients, backward the loss, step the optimiser, re-apply "
+                "the mask")
     return None
 
 
