@@ -2,14 +2,14 @@
 
 The reference code (BERT-Tickets, built on Hugging Face's run_glue) pads every example to
 max_length; minilth pads each batch to its longest example, and by default computes only the
-real tokens (config.unpad). Same model (the real MiniLM), same examples, same batch size and
+real tokens (config.execution). Same model (the real MiniLM), same examples, same batch size and
 optimiser settings, in the same run, on the same machine:
 
     MINILTH_DATA_DIR=/path/to/glue python benchmarks/bench_finetune.py   # RTE and SST-2, capped for a CPU
     python benchmarks/bench_finetune.py --data-dir /path/to/glue --max-train 0   # whole training sets
 
 Rows: transformers padded to 128 (the reference); minilth on the padded batch as transformers
-computes it (config.unpad=False), padded to 128 and with dynamic padding; minilth unpadded (the
+computes it (config.execution="padded"), padded to 128 and with dynamic padding; minilth unpadded (the
 default) on random batches as the paper samples them, grouped by length (--group-by-length),
 and with a 50% magnitude mask held through training (the cost of a mask). The rows take turns,
 --repeats rounds, and the median examples/s is reported; dev accuracy is from the first round.
@@ -87,7 +87,7 @@ def minilth_epoch(model_path, train, dev, task, seed: int, mask_sparsity: float 
                   group_by_length: bool = False, unpad: bool = True) -> tuple[float, float]:
     """One epoch of minilth.train.finetune; returns (examples/s, dev accuracy)."""
     model = model_for_task(model_path, task, seed=seed)
-    model.config.unpad = unpad
+    model.config.execution = "unpadded" if unpad else "padded"
     mask = None
     if mask_sparsity:
         mask = magnitude_prune(model, Mask.dense(model, prunable_names(model)), mask_sparsity)

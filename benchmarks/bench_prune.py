@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
+from minilth.checkpoints import load_mask, save_mask
 from minilth.prune import Mask, magnitude_prune
 from timing import best_of, machine_line  # benchmarks/timing.py, beside this script
 
@@ -64,10 +65,10 @@ def main() -> None:
         differ_text = f"{num_differ} (all ties: {only_ties})"
         rows.append((target, ours_s, torch_s, torch_s / ours_s, differ_text, mask))
     with tempfile.TemporaryDirectory() as folder:
-        path = rows[-1][-1].save(Path(folder) / "mask.pt")
+        path = save_mask(rows[-1][-1], Path(folder) / "mask.pt")
         size_mb = path.stat().st_size / 1e6
         start = time.perf_counter()
-        assert Mask.load(path) == rows[-1][-1]
+        assert load_mask(path) == rows[-1][-1]
         load_s = time.perf_counter() - start
     print(f"\n{machine_line()}")
     print("| target | minilth magnitude_prune (s) | torch global_unstructured L1 (s) | speed-up "

@@ -39,11 +39,13 @@ import torch
 import torch.nn.functional as F
 
 from minilth.data.folders import load_dataset
-from minilth.model import BertConfig, build_model, count_parameters
+from minilth.checkpoints.configs import preset_config
+from minilth.model import build_model, count_parameters
 from minilth.prune import Mask, magnitude_prune, prunable_names
 from minilth.structured import Units, shrink, structured_prune
 from minilth.data.tasks import get_task
-from minilth.train import autocast, first_batches, make_optimizer, model_for_task
+from minilth.structured import importance_batches as first_batches
+from minilth.train import autocast, make_optimizer, model_for_task
 from minilth.checkpoints.pretrained import load_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -62,7 +64,7 @@ def dense_model(shape: str):
     if shape == "minilm":
         return model_for_task(MODEL, task, seed=0).eval()
     torch.manual_seed(0)
-    return build_model(BertConfig.preset("bert-base-uncased"), head=task.kind, num_labels=task.num_labels).eval()
+    return build_model(preset_config("bert-base-uncased"), head=task.kind, num_labels=task.num_labels).eval()
 
 
 def stsb_batch(data_dir: str | None) -> dict:

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(THREADS)
     transformers.logging.set_verbosity_error()
     pair = build_pair("minilm")
-    pair.ours.config.unpad = args.unpad
+    pair.ours.config.execution = "unpadded" if args.unpad else "padded"
     batch = make_batch(pair.ours.config.vocab_size, padded=args.batch == "padded")
     ours = self_times(pair.ours, pair.optimizers["ours"], batch, args.precision, args.warmup)
     theirs = self_times(pair.theirs, pair.optimizers["theirs"], batch, args.precision, args.warmup)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Issue 18's classroom run, and issue 14's learning-rate measurement, on the real pre-trained MiniLM and the
+# The classroom run, and the reference code's learning-rate schedule inside IMP rounds, on the real pre-trained MiniLM and the
 # real STS-B with 2 CPU cores. `--preset classroom`: the dense model, IMP to 50% (25% of the original
 # prunable weights per round, pooler kept dense) and random pruning at 50%, 3 seeds each, 1 epoch at lr 1e-4,
-# bf16 autocast, batches grouped by length (minilth/ticket.py, PRESETS). It prints mean ± std per setting
+# bf16 autocast, batches grouped by length (minilth/config.py, PRESETS). It prints mean ± std per setting
 # and the verdict under both ticket definitions.
 # Then the same IMP run with the reference code's learning-rate schedule inside IMP rounds
 # (--lr-decay all_rounds: each round restarts a linear decay spanning every round's epochs), no controls.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 15's real check: find_ticket on the real MiniLM and real STS-B (small caps), once in one process and
+# Data-parallel fine-tuning checked on real data: find_ticket on the real MiniLM and real STS-B (small caps), once in one process and
 # once under torchrun with 2 gloo processes on the CPU, the same global batch of 32 (16 per rank), then a
 # comparison of their masks and metrics. Dropout is switched off (a copy of the checkpoint with dropout 0 in
 # runs/, which git ignores): with dropout on, each rank draws its own dropout masks, and the two runs would
@@ -29,11 +29,11 @@ python - <<'PY'
 import json
 from pathlib import Path
 import torch
-from minilth.prune import Mask
+from minilth.checkpoints import load_mask
 one, two = Path("results/ddp_minilm/one_process"), Path("results/ddp_minilm/two_processes")
 for round_dir in sorted((one / "rounds").iterdir()):
     other = two / "rounds" / round_dir.name
-    a, b = Mask.load(round_dir / "mask.pt"), Mask.load(other / "mask.pt")
+    a, b = load_mask(round_dir / "mask.pt"), load_mask(other / "mask.pt")
     differing = sum(int((a[n] != b[n]).sum()) for n in a.names())
     m1 = json.loads((round_dir / "metrics.json").read_text())["metrics"][0]
     m2 = json.loads((other / "metrics.json").read_text())["metrics"][0]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 4's real result: fine-tune the real pre-trained MiniLM on real RTE and MRPC, 3 seeds each, on CPU,
+# Fine-tuning: fine-tune the real pre-trained MiniLM on real RTE and MRPC, 3 seeds each, on CPU,
 # with the paper's GLUE settings (lr 2e-5, batch 32, 3 epochs, max length 128, no warm-up, linear decay,
 # grad-norm clip 1.0), batches grouped by length to halve the padding on a 2-core CPU.
 # A find_ticket run with --target-sparsity 0 is exactly round 0: the dense fine-tuning, once per seed.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Issue 5's real result: IMP on the real pre-trained MiniLM and the real RTE, CPU, to 60% sparsity,
+# IMP end to end: IMP on the real pre-trained MiniLM and the real RTE, CPU, to 60% sparsity,
 # 10% of the original prunable weights per round, rewinding to theta_0, one seed, the paper's settings
 # (batches grouped by length, as in run_finetune.sh) except ONE epoch per round instead of 3 to fit 7 rounds
-# into the CPU time of one session.
+# into a few hours of CPU time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # GLUE from $MINILTH_DATA_DIR, else data/glue (downloaded there when missing)

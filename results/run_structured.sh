@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 16's real result: structured tickets (whole attention heads and feed-forward neurons, ranked by
+# Structured tickets (whole attention heads and feed-forward neurons, ranked by
 # magnitude or gradient, over the whole model or within each layer) against their random structured
 # controls, next to the unstructured ticket at the same parameter count. All runs are the classroom preset
 # (STS-B, the real all-MiniLM-L6-v2, rounds at 0, 25 and 50%, the pooler kept dense, seeds 0, 1, 2, one

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6's real result, part 2: a transfer matrix among STS-B, MRPC, RTE and CoLA with the real MiniLM
+# A transfer matrix among STS-B, MRPC, RTE and CoLA with the real MiniLM
 # on CPU. Sources: each task's 50% IMP mask, found with run_table2.sh's settings (25% of the original
 # weights per round, the pooler kept dense, one epoch at lr 1e-4, batches grouped by length), seed 0; STS-B's is run_table2.sh's.
 # Each mask goes onto theta_0 with a fresh head and is fine-tuned on each target with the same settings,
@@ -14,5 +14,5 @@ for task in mrpc rte cola; do
     --output "results/transfer_minilm/masks/$task" --target-sparsity 0.5 --rate 0.25 --keep-pooler "${SETTINGS[@]}"
 done
 TIMEFORMAT="transfer wall %2R s"; time python -m minilth.transfer --sparsity 0.5 \
-  --mask results/table2_minilm/stsb results/transfer_minilm/masks/{mrpc,rte,cola} --labels stsb mrpc rte cola \
+  --masks results/table2_minilm/stsb results/transfer_minilm/masks/{mrpc,rte,cola} --labels stsb mrpc rte cola \
   --tasks stsb mrpc rte cola --output results/transfer_minilm "${SETTINGS[@]}"

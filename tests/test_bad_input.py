@@ -2,6 +2,7 @@
 works in the same folder. One shared table of bad fine-tuning settings, each command's own cases beside it, and the
 files a run writes and reads back, damaged and repaired."""
 import json
+import re
 import shutil
 
 import pytest
@@ -87,14 +88,17 @@ SWEEP_PLAN_CASES = [case for case in FINETUNE_CASES if "fp16" not in case[0]] + 
 
 def one_line_error(main, argv: list[str], capsys) -> str:
     """Runs a command in this process; asserts exit 2 and one line on stderr, without a traceback; returns it."""
+    parsed = True
     try:
         status = main(argv)
     except SystemExit as exit_:  # argparse's errors end here
-        status = exit_.code
+        status, parsed = exit_.code, False
     err = capsys.readouterr().err
     lines = [line for line in err.strip().splitlines() if line]
     assert status == 2 and len(lines) == 1 and lines[0].startswith("error: "), (argv, status, err)
     assert "Traceback" not in err and "weights_only=False" not in err
+    if not parsed:  # argparse's own: no usage block, the command's help named instead
+        assert re.fullmatch(r"error: .+; see python -m minilth\.\w+( \w+)? --help", lines[0]), lines[0]
     return lines[0]
 
 

@@ -7,7 +7,7 @@ import transformers
 from minilth.checkpoints.pretrained import load_into
 from minilth.fast.tokens import PackedTokens, PaddedTokens, length_buckets, token_layout
 from minilth.lottery.controls import random_prune
-from minilth.model import BertConfig, build_model
+from minilth.model import BertConfig, ModelOutput, build_model
 from minilth.prune import Mask, prunable_names
 from minilth.structured import gradient_importance
 
@@ -174,28 +174,127 @@ def test_classification_gradients_match_transformers():
         assert (grad - theirs[name]).abs().max() < TOL, name
 
 
-@pytest.mark.parametrize("execution", ["textbook", "padded"])
-def test_real_minilm_gives_the_same_outputs_every_way(execution, minilm_path):
-    """The real pre-trained MiniLM, a padded batch: every execution gives the default's real-token outputs."""
-    from minilth.checkpoints import from_pretrained
-    model = from_pretrained(minilm_path, head="base").eval()
-    batch = make_batch(LENGTHS, seed=6)
+EXECUTIONS = ["textbook", "padded", "unpadded"]
+HEAD_KINDS = ["base", "classification", "regression", "span", "mlm", "pretraining"]
+
+
+def outputs_at_real_tokens(output, real: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every output of a model, the per-token ones (B, T, ...) at the real tokens only: the unpadded execution does
+    not compute padding."""
+    if isinstance(output, tuple):  # the base model: (sequence, pooled)
+        named = {"sequence": output[0], "pooled": output[1]}
+    else:
+        named = {name: value for name, value in vars(output).items() if value is not None}
+    return {name: value[real] if value.shape[:2] == real.shape else value for name, value in named.items()}
+
+
+def every_execution(model, batch: dict) -> dict[str, dict[str, torch.Tensor]]:
+    """execution -> the model's outputs (eval mode, at the real tokens) under it, the same weights every time."""
+    model.eval()
     real = batch["attention_mask"].bool()
+    assert not real.all(), "the batch must contain padding"
+    got = {}
     with torch.no_grad():
-        default, _ = model(**batch)
-        model.config.execution = execution
-        other, _ = model(**batch)
-    assert (other - default)[real].abs().max() < TOL
+        for execution in EXECUTIONS:
+            model.config.execution = execution
+            got[execution] = outputs_at_real_tokens(model(**batch), real)
+    return got
+
+
+def assert_close(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], what: str) -> None:
+    assert got and set(got) == set(expected), (what, set(got), set(expected))
+    for name in expected:
+        assert got[name].shape == expected[name].shape, (what, name)
+        assert (got[name] - expected[name]).abs().max() < TOL, (what, name)
+
+
+def test_the_comparisons_cover_every_execution_and_every_head():
+    """A new execution or head kind in model.py must be compared here too."""
+    from minilth import model
+    assert sorted(EXECUTIONS) == sorted(model.EXECUTIONS) and sorted(HEAD_KINDS) == sorted(model.HEADS)
+
+
+@pytest.mark.parametrize("head", HEAD_KINDS)
+def test_every_execution_gives_the_same_real_token_outputs_for_every_head(head):
+    """A tiny random BERT with each head: "padded" and "unpadded" give the textbook forward's outputs within 1e-5."""
+    torch.manual_seed(0)
+    model = build_model(BertConfig(**CONFIG), head=head, num_labels=3)
+    outputs = every_execution(model, make_batch(LENGTHS, seed=8))
+    for execution in ("padded", "unpadded"):
+        assert_close(outputs[execution], outputs["textbook"], f"{head}, {execution}")
+
+
+@pytest.fixture(scope="module")
+def minilm_batch(glue_dir, minilm_tokenizer) -> dict[str, torch.Tensor]:
+    """Real RTE pairs tokenized for MiniLM, right-padded to the longest, and one row with a hole, as make_batch's."""
+    from conftest import read_tsv_column_pairs
+    pairs = read_tsv_column_pairs(glue_dir / "RTE" / "dev.tsv", "sentence1", "sentence2")[:6]
+    encoded = minilm_tokenizer.encode([a for a, _ in pairs], [b for _, b in pairs], max_length=128)
+    longest = max(map(len, encoded["input_ids"]))
+    batch = {name: torch.tensor([row + [0] * (longest - len(row)) for row in rows]) for name, rows in encoded.items()}
+    batch["attention_mask"][-1, 3] = 0
+    return batch
+
+
+@pytest.mark.parametrize("head", HEAD_KINDS)
+def test_real_minilm_gives_the_same_outputs_every_way_for_every_head(head, minilm_path, minilm_batch):
+    """The real pre-trained MiniLM, a padded batch of real text: every execution gives the textbook outputs."""
+    from minilth.checkpoints import from_pretrained
+    torch.manual_seed(0)
+    outputs = every_execution(from_pretrained(minilm_path, head=head, num_labels=3), minilm_batch)
+    for execution in ("padded", "unpadded"):
+        assert_close(outputs[execution], outputs["textbook"], f"MiniLM {head}, {execution}")
+
+
+@pytest.mark.parametrize("head, num_labels", [("base", 2), ("classification", 3), ("regression", 1)])
+def test_real_minilm_matches_transformers_under_every_execution(head, num_labels, minilm_path, minilm_batch):
+    """Hugging Face's BertModel and BertForSequenceClassification on the same weights (the new classifier copied
+    from theirs), their padded batch; each of minilth's executions within 1e-5 at the real tokens."""
+    from minilth.checkpoints import from_pretrained
+    torch.manual_seed(0)
+    if head == "base":
+        reference = transformers.BertModel.from_pretrained(minilm_path).eval()
+    else:
+        reference = transformers.BertForSequenceClassification.from_pretrained(minilm_path, num_labels=num_labels)
+    ours = from_pretrained(minilm_path, head=head, num_labels=num_labels)
+    report = load_into(ours, reference.state_dict())
+    assert report.missing == [] and report.unexpected == []
+    reference.eval()
+    real = minilm_batch["attention_mask"].bool()
+    with torch.no_grad():
+        theirs = reference(**minilm_batch)
+    expected = outputs_at_real_tokens((theirs.last_hidden_state, theirs.pooler_output) if head == "base"
+                                      else ModelOutput(logits=theirs.logits), real)
+    for execution, got in every_execution(ours, minilm_batch).items():
+        assert_close(got, expected, f"MiniLM {head}, {execution}, against transformers")
 
 
 def test_gradient_importance_is_the_same_under_every_execution():
     """Michel et al.'s gates sit on the inputs of the projections that every execution calls."""
     scores = {}
-    for execution in ("textbook", "unpadded"):
+    for execution in EXECUTIONS:
         torch.manual_seed(0)
         model = build_model(BertConfig(**CONFIG, execution=execution), head="classification", num_labels=3)
         batch = {**make_batch(LENGTHS, seed=7), "labels": torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])}
         scores[execution] = gradient_importance(model, [batch])
     for kind in ("heads", "neurons"):
         assert scores["textbook"][kind].abs().sum() > 0
-        assert (scores["textbook"][kind] - scores["unpadded"][kind]).abs().max() < 1e-4
+        for execution in ("padded", "unpadded"):
+            assert (scores[execution][kind] - scores["textbook"][kind]).abs().max() < 1e-4, (kind, execution)
+
+
+def test_gradient_importance_of_the_real_minilm_is_the_same_under_every_execution(minilm_path, minilm_batch):
+    """The same on the real MiniLM and real text: the hooks see every real token under every execution."""
+    from minilth.checkpoints import from_pretrained
+    torch.manual_seed(0)
+    model = from_pretrained(minilm_path, head="classification", num_labels=2)
+    batch = {**minilm_batch, "labels": torch.tensor([0, 1, 1, 0, 1, 0])}
+    scores = {}
+    for execution in EXECUTIONS:
+        model.config.execution = execution
+        scores[execution] = gradient_importance(model, [batch])
+    for kind in ("heads", "neurons"):
+        assert scores["textbook"][kind].shape == (6, 12 if kind == "heads" else 1536)
+        assert scores["textbook"][kind].abs().sum() > 0
+        for execution in ("padded", "unpadded"):
+            assert (scores[execution][kind] - scores["textbook"][kind]).abs().max() < 1e-4, (kind, execution)

@@ -97,3 +97,46 @@ def test_two_identical_tiny_runs_write_identical_mask_and_head_files(tiny_rte_im
                                          for name in ("heads.pt", "mask.pt", "next_mask.pt") if (i, name) != (2, "next_mask.pt")]
     for relative in written:
         assert digest(first / relative) == digest(second / relative), relative
+
+
+def test_each_round_writes_only_its_own_folder_and_the_next_round_trains_with_its_next_mask(
+        tiny_checkpoint, glue_dir, tmp_path, monkeypatch):
+    """Round k writes mask.pt, heads.pt, next_mask.pt (not the schedule's last) and metrics.json into round_k and
+    nothing into round k+1's folder, which does not exist until round k+1 is saved; earlier rounds' files are left
+    as they were. Round k+1 trains with exactly the mask round k pruned."""
+    import minilth.ticket as ticket
+    from minilth.checkpoints import load_mask
+    from minilth.config import TicketConfig
+
+    output = tmp_path / "run"
+    rounds = output / "rounds"
+
+    def stat_all() -> dict:
+        return {p.relative_to(rounds): (p.stat().st_ino, p.stat().st_mtime_ns, p.stat().st_size)
+                for p in rounds.rglob("*") if p.is_file()} if rounds.exists() else {}
+
+    seen, real_save_round = [], ticket.save_round
+
+    def save_round(run, round_):
+        before = stat_all()
+        real_save_round(run, round_)
+        after = stat_all()
+        changed = {path for path in after if before.get(path) != after[path]}
+        assert set(before) <= set(after), f"round {round_.index} removed {set(before) - set(after)}"
+        seen.append((round_.index, sorted(str(path) for path in changed), sorted(p.name for p in rounds.iterdir())))
+
+    monkeypatch.setattr(ticket, "save_round", save_round)
+    config = TicketConfig(task="rte", model=str(tiny_checkpoint), data_dir=str(glue_dir), target_sparsity=0.2,
+                          max_train_examples=8, max_eval_examples=8, epochs=1, batch_size=8, device="cpu")
+    ticket.find_ticket(config, output, progress=False, echo=None)
+
+    def own_files(k: int) -> list[str]:
+        names = ("heads.pt", "mask.pt", "metrics.json") + (("next_mask.pt",) if k < 2 else ())
+        return sorted(f"round_{k:02d}/{name}" for name in names)
+
+    assert seen == [(k, own_files(k), [f"round_{j:02d}" for j in range(k + 1)]) for k in range(3)]
+    for k in range(2):
+        next_mask, trained_with = load_mask(rounds / f"round_{k:02d}" / "next_mask.pt"), load_mask(
+            rounds / f"round_{k + 1:02d}" / "mask.pt")
+        assert next_mask == trained_with and next_mask.num_pruned > load_mask(
+            rounds / f"round_{k:02d}" / "mask.pt").num_pruned

@@ -187,6 +187,37 @@ def test_a_damaged_derived_file_is_redone_saying_so_and_the_run_ends_as_an_undam
     assert (damaged_run / "summary.png").is_file()
 
 
+def test_a_round_that_trained_with_another_mask_than_the_one_before_it_pruned_is_redone(
+        tiny_rte_imp_run, tmp_path, caplog):
+    """Round 2's files as a repair interrupted after redoing round 1 can leave them: whole, but trained with a mask
+    that is not round 1's next_mask.pt. Reading the run is a one-line error; resuming it trains round 2 again."""
+    from minilth.checkpoints import save_mask
+    from minilth.lottery.run_folder import read_run as read_run_folder
+    from minilth.prune import Mask
+
+    config, output = tiny_rte_imp_run
+    stale = tmp_path / "stale"
+    shutil.copytree(output, stale)
+    trained_with = load_mask(stale / "rounds" / "round_02" / "mask.pt")
+    name = trained_with.names()[0]
+    flags = trained_with[name].clone().flatten()
+    kept, pruned = flags.nonzero()[0, 0], (~flags).nonzero()[0, 0]
+    flags[kept], flags[pruned] = False, True  # as many pruned, another one
+    other = Mask({**dict(trained_with.items()), name: flags.view_as(trained_with[name])})
+    assert other != trained_with and other.num_pruned == trained_with.num_pruned
+    save_mask(other, stale / "rounds" / "round_02" / "mask.pt")
+
+    with pytest.raises(MinilthError, match="round_02.*is not the mask round 1 pruned.*trains round 2 again"):
+        read_run_folder(stale, with_data=False)
+    caplog.clear()
+    find_ticket(config, stale, progress=False, echo=None)
+    assert "round 2 is trained again" in caplog.text, caplog.text
+    assert load_mask(stale / "rounds" / "round_02" / "mask.pt") == load_mask(
+        stale / "rounds" / "round_01" / "next_mask.pt") == trained_with
+    assert [r.metrics for r in read_run_folder(stale, with_data=False).rounds] == [
+        r.metrics for r in read_run_folder(output, with_data=False).rounds]
+
+
 def test_a_damaged_config_is_one_line_naming_it(tiny_rte_imp_run, tmp_path, capsys):
     config, output = tiny_rte_imp_run
     damaged = tmp_path / "damaged"
@@ -338,6 +369,41 @@ def test_a_gap_smaller_than_the_spread_is_not_called_a_separation():
     assert separation(-8.53, 18.81) == "-8.53 points, within the larger std over seeds (18.81): not told apart"
     assert separation(-40.0, 2.0) == "-40.00 points, 20 times the larger std over seeds"
     assert separation(1.0, 0.0) == "+1.00 points"
+
+
+def test_the_clock_times_one_fine_tunings_own_steps_and_says_the_time_left_once(monkeypatch):
+    """lottery/plan.py's Clock on a run of 2 rounds x 2 seeds, 20 steps and an 8-example eval pass each: after the
+    first step and 10 more of one fine-tuning (0.5 s each), the time left is every fine-tuning's steps and eval
+    passes (a third of a step per batch) less the 11 steps already run."""
+    from types import SimpleNamespace
+
+    from minilth.data import get_task
+    from minilth.lottery import plan
+
+    now = [100.0]
+    monkeypatch.setattr(plan.time, "perf_counter", lambda: now[0])
+    config = TicketConfig(task="rte", target_sparsity=0.1, epochs=1, batch_size=2, seeds=[0, 1])
+    run = SimpleNamespace(config=config, task=get_task("rte"), rounds=[], sparsities=config.sparsities(),
+                          data=(SimpleNamespace(features=[None] * 40), SimpleNamespace(features=[None] * 8)))
+    printed = []
+    clock = plan.Clock(run, printed.append)
+
+    def steps(first: int, last: int, seconds: float) -> None:
+        for step in range(first, last + 1):
+            now[0] += seconds
+            clock.tick(step, None)
+
+    steps(0, 9, 5.0)  # a fine-tuning too short to time (10 steps)...
+    steps(0, 9, 0.5)  # ...then another: only its own steps count, and 10 steps are not yet enough
+    assert printed == []
+    steps(10, 19, 0.5)
+    expected = (4 * (20 + 8 / 2 / 3) - 11) * 0.5  # 37.2 s
+    assert printed == [f"estimated time left: about {round(expected)} s (from this run's first 10 steps)"]
+    steps(0, 19, 0.5)  # once only
+    assert len(printed) == 1
+    silent = plan.Clock(run, None)
+    silent.tick(0, None)
+    assert silent.times == []  # no echo: nothing timed
 
 
 def test_the_time_estimate_comes_from_the_runs_own_steps_once_and_trains_nothing_extra(

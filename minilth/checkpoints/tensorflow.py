@@ -148,7 +148,8 @@ def _read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
 
 
 def _parse_fields(buf: bytes | memoryview) -> list[tuple[int, int | bytes]]:
-    """Returns the (field number, value) pairs of a protobuf message: ints for varint/fixed, bytes for length-delimited."""
+    """Returns the (field number, value) pairs of a protobuf message: ints for varint and fixed fields, bytes for
+    length-delimited ones."""
     fields, pos = [], 0
     while pos < len(buf):
         key, pos = _read_varint(buf, pos)

@@ -49,7 +49,7 @@ class Round:
     seconds: float = 0.0
     heads: dict = field(default_factory=dict, repr=False)  # seed -> the trained head's tensors
     next_mask: Mask | None = field(default=None, repr=False)  # what pruning the trained model gave
-    theta_i: dict = field(default_factory=dict, repr=False)  # round 0 rewinding to theta_i: seed -> (step, weights)
+    theta_i: dict = field(default_factory=dict, repr=False)  # round 0 rewinding to theta_i: {step, weights: {seed:}}
 
 
 @dataclass
@@ -63,7 +63,7 @@ class TicketRun:
     data: tuple  # (train, eval) datasets
     rounds: list[Round]  # finished rounds, in order
     mask: Mask | None  # the mask the next round trains with
-    theta_i: dict = field(default_factory=dict)  # seed -> (step, weights after rewind_at of the dense fine-tuning)
+    theta_i: dict = field(default_factory=dict)  # {"step": i, "weights": {seed: weights after step i}} (--rewind-at)
 
     @property
     def sparsities(self) -> list[float]:
@@ -196,15 +196,20 @@ def read_rounds(run: TicketRun, repair: bool) -> tuple[list[Round], dict]:
     """Returns (the finished rounds, theta_i) as the run's folder holds them, in order, stopping at the first gap.
 
     A round is finished when its metrics.json exists, and whole when every file it wrote reads
-    back. With `repair`, the first round that is not whole ends the list with a warning (the run
-    trains it again, and the rounds after it); without, it is a one-line error. theta_i.pt (with
-    --rewind-at) must read back too: a MinilthError when it does not.
+    back and it trained with the mask the round before it pruned. With `repair`, the first round
+    that is not whole ends the list with a warning (the run trains it again, and the rounds after
+    it); without, it is a one-line error. theta_i.pt (with --rewind-at) must read back too: a
+    MinilthError when it does not.
     """
     rounds, last = [], len(run.sparsities) - 1
     while round_done(run.folder, len(rounds)) and len(rounds) <= last:
         index = len(rounds)
         try:
-            rounds.append(_read_round(run.folder, index, with_next_mask=index < last))
+            round_ = _read_round(run.folder, index, with_next_mask=index < last)
+            if rounds and round_.mask != rounds[-1].next_mask:  # an older round's, left by a repair cut short
+                raise MinilthError(f"{round_dir(run.folder, index) / 'mask.pt'} is not the mask round {index - 1} "
+                                   f"pruned ({round_dir(run.folder, index - 1) / 'next_mask.pt'})")
+            rounds.append(round_)
         except MinilthError as error:
             if not repair:
                 raise MinilthError(f"{error}; run the find_ticket command of {run.folder} again: it trains round "

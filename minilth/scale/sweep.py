@@ -11,10 +11,14 @@ shares (a TicketConfig without its task), the tasks, the controls, the IMP round
 compared and transferred at (--sparsity), the transfer cells. The jobs follow from it, always in
 this order, each with its own output:
 
-    imp <task>                            find_ticket, all the seeds        imp/<task>/
-    control <task> <control> seed <k>     a control at the task's sparsity  controls/<task>/sparsity_S/<control>/seed_k.json
-    transfer <source>-><target> seed <k>  the source's IMP mask, fine-tuned transfer/<source>_to_<target>/seed_k.json
-    transfer dense-><target> seed <k>     the target's dense baseline       transfer/dense_to_<target>/seed_k.json
+    imp <task>                            find_ticket, all the seeds
+                                          -> imp/<task>/
+    control <task> <control> seed <k>     a control at the task's sparsity
+                                          -> controls/<task>/sparsity_S/<control>/seed_k.json
+    transfer <source>-><target> seed <k>  the source's IMP mask, fine-tuned
+                                          -> transfer/<source>_to_<target>/seed_k.json
+    transfer dense-><target> seed <k>     the target's dense baseline
+                                          -> transfer/dense_to_<target>/seed_k.json
 
 Shard i of n takes jobs i, i+n, i+2n, ... of that list: shares differ by at most one job, and the
 IMP jobs, which come first, are spread over the shards. A job depends on another only through
@@ -303,7 +307,8 @@ def load_sweep(output_dir: str | Path, **placement) -> Sweep:
                        transfer_["targets"], transfer_["sources"] if transfer_["targets"] else None)
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as error:  # a MinilthError is a ValueError
         message = str(error) if isinstance(error, MinilthError) else f"{type(error).__name__} {error}"
-        message = re.sub(r"--([a-z][a-z-]*)", lambda match: match.group(1).replace("-", "_"), message)  # keys, not flags
+        # sweep.json holds keys, not flags
+        message = re.sub(r"--([a-z][a-z-]*)", lambda match: match.group(1).replace("-", "_"), message)
         raise SweepError(f"{path} is not a valid sweep definition ({message.removeprefix(str(path) + ': ')}); "
                          f"{fix}") from None
     if sweep.sparsity != stored["sparsity"]:
