@@ -21,7 +21,7 @@ import torch
 from ..lottery.controls import random_pruning_mask
 from ..lottery.verdict import is_ticket as library_is_ticket
 from ..model import BertConfig, build_model
-from ..prune import Mask, magnitude_prune as library_magnitude_prune, prunable_names
+from ..prune import Mask, magnitude_prune as library_magnitude_prune, prunable_names, snapshot
 from ..structured import gradient_importance, keep_in_each_layer
 
 REPORT_ENV = "MINILTH_GRADE_REPORT"
@@ -76,7 +76,7 @@ def magnitude_prune(function) -> Result:
 def _check_magnitude_prune(function) -> str | None:
     model = _tiny_model()
     dense = Mask.dense(model, prunable_names(model))
-    state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    state = snapshot(model)
     for name in dense:  # one matrix far smaller than the others: a global threshold takes most of it
         state[name] = state[name] * (0.1 if "layer.0.intermediate" in name else 1.0)
     expected = library_magnitude_prune(state, dense, 0.25)
@@ -125,7 +125,7 @@ def rewind(function) -> Result:
 
 def _check_rewind(function) -> str | None:
     model = _tiny_model()
-    theta_0 = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    theta_0 = snapshot(model)
     mask = library_magnitude_prune(model, Mask.dense(model, prunable_names(model)), 0.5)
     with torch.no_grad():  # "training" moved every weight
         for parameter in model.parameters():
@@ -160,6 +160,7 @@ def _check_masked_step(function) -> str | None:
     for model in models:
         mask.apply_to(model)
         model.train()
+    before = snapshot(models[0])
     function(models[0], batch, optimizers[0], mask)
     optimizers[1].zero_grad()
     models[1](**batch).loss.backward()
@@ -168,7 +169,7 @@ def _check_masked_step(function) -> str | None:
     got, expected = models[0].state_dict(), models[1].state_dict()
     if any(got[name][~kept].any() for name, kept in mask.items()):
         return "pruned weights moved during training: re-apply the mask after the optimiser step (mask.apply_to)"
-    if all(torch.equal(got[name], _tiny_model().state_dict()[name] * mask[name]) for name in mask):
+    if all(torch.equal(got[name], before[name]) for name in mask):
         return "the weights did not change: compute the loss, call loss.backward() and optimizer.step()"
     if any((got[name] - expected[name]).abs().max() > 1e-6 for name in expected):
         return ("not the update of one step: zero the gradients, backward the loss, step the optimiser, re-apply "
@@ -183,7 +184,7 @@ def imp_round(function) -> Result:
 
 def _check_imp_round(function) -> str | None:
     model = _tiny_model()
-    theta_0 = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    theta_0 = snapshot(model)
     mask = library_magnitude_prune(model, Mask.dense(model, prunable_names(model)), 0.2)
     seen = {}
 
@@ -253,7 +254,7 @@ def reinitialize(function) -> Result:
 
 def _check_reinitialize(function) -> str | None:
     model = _tiny_model()
-    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    before = snapshot(model)
     names = prunable_names(model)[:6]
     function(model, names, 0)
     after = model.state_dict()
