@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from minilth.checkpoints import load_mask, resolve_checkpoint, save_mask
@@ -29,7 +27,7 @@ from minilth.data import get_task
 from minilth.data.batches import batches
 from minilth.lottery.run_folder import dense_mask, load_task_data
 from minilth.prune import rewind, snapshot
-from minilth.structured import Units, gradient_importance, importance_batches, structured_prune
+from minilth.structured import gradient_importance, importance_batches, rank_agreement, structured_prune
 from minilth.train import finetune, model_for_task, prepare_batch
 
 SEEDS = (0, 1, 2)
@@ -79,13 +77,11 @@ class Experiment:
     def batch_draw(self, draw: str) -> list[dict]:
         """The batches an importance pass sums over: "first8", the first 8 in file order (minilth's default);
         "shuffled8", the first 8 of a shuffled order; "all", every training batch."""
-        batch_size = CONFIG.for_task(self.task).batch_size
-        if draw == "first8":
-            return importance_batches(self.task, self.train, batch_size, 8, torch.device("cpu"))
-        order = batches(self.train.features, batch_size, shuffle=draw == "shuffled8", seed=1, pad_id=self.train.pad_id)
-        count = 8 if draw == "shuffled8" else math.inf
-        return [prepare_batch(batch, self.task, self.train, torch.device("cpu"), step)
-                for step, batch in enumerate(order) if step < count]
+        batch_size, cpu = CONFIG.for_task(self.task).batch_size, torch.device("cpu")
+        if draw != "shuffled8":
+            return importance_batches(self.task, self.train, batch_size, 8 if draw == "first8" else None, cpu)
+        order = batches(self.train.features, batch_size, shuffle=True, seed=1, pad_id=self.train.pad_id)
+        return [prepare_batch(batch, self.task, self.train, cpu, step) for step, batch in zip(range(8), order)]
 
     def importance(self, models, draw: str, precision: str = "fp32") -> dict[str, torch.Tensor]:
         """Michel et al.'s scores (normalised per layer), averaged over `models` when there are several."""
@@ -105,17 +101,6 @@ class Experiment:
         self.results[f"scores|{name}"] = {kind: score.flatten().tolist() for kind, score in scores.items()}
         self.save()
         return mask
-
-
-def rank_agreement(a: list[float], b: list[float], layers: int = 6) -> float:
-    """Spearman's rank correlation of two passes' scores within each layer (where a per-layer mask ranks them),
-    averaged over the layers; units pruned before (score 0 in both passes) are left out."""
-    values = []
-    for x, y in zip(np.reshape(a, (layers, -1)), np.reshape(b, (layers, -1))):
-        alive = (x != 0) | (y != 0)
-        ranks = lambda v: np.argsort(np.argsort(v[alive], kind="stable"), kind="stable")  # noqa: E731
-        values.append(np.corrcoef(ranks(x), ranks(y))[0, 1])
-    return float(np.mean(values))
 
 
 def main() -> None:
@@ -182,11 +167,14 @@ def report(e: Experiment) -> None:
               f"{'yes' if mean >= statistics.fmean(dense) else 'no'} |")
     scores = {key.split("|")[1]: value for key, value in e.results.items() if key.startswith("scores|")}
     print("\nagreement of the units' ranking with the default draw's (Spearman within each layer):")
+
+    def layers(name: str) -> dict[str, torch.Tensor]:  # the stored scores, (layers, units) again
+        return {kind: torch.tensor(values).view(6, -1) for kind, values in scores[name].items()}
+
     for level in ("25", "50_default"):
-        reference = scores[f"{level}_default"]["neurons"]
         for name in sorted(n for n in scores if n.startswith(level + "_") and n != f"{level}_default"):
-            print(f"  {name}: neurons {rank_agreement(reference, scores[name]['neurons']):.3f}, heads "
-                  f"{rank_agreement(scores[f'{level}_default']['heads'], scores[name]['heads']):.3f}")
+            agreement = rank_agreement(layers(f"{level}_default"), layers(name))
+            print(f"  {name}: neurons {agreement['neurons']:.3f}, heads {agreement['heads']:.3f}")
 
 
 if __name__ == "__main__":

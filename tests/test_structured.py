@@ -314,6 +314,9 @@ def test_importance_over_other_batches_ranks_units_apart_and_over_the_whole_set_
     apart = rank_agreement(few, others)
     assert set(apart) == {"heads", "neurons"} and all(-1 <= value < 0.9 for value in apart.values()), apart
     assert rank_agreement(few, few) == pytest.approx({"heads": 1.0, "neurons": 1.0})
+    with_pruned = [{kind: torch.cat([score, torch.zeros_like(score)], dim=1) for kind, score in scores.items()}
+                   for scores in (few, others)]  # units pruned before score 0 in both: left out, not agreeing
+    assert rank_agreement(*with_pruned) == pytest.approx(apart)
     whole = gradient_importance(model, data)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         in_bf16 = gradient_importance(model, data)

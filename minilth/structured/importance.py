@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import itertools
+import statistics
 from collections.abc import Iterable
 
 import torch
@@ -72,15 +73,18 @@ def gradient_importance(model: BertPreTrainedModel, batches: Iterable[dict]) -> 
 
 def rank_agreement(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> dict[str, float]:
     """Returns how alike two importance passes rank the units: for each kind, Spearman's rank correlation of their
-    scores within each layer (where a per-layer mask ranks them), averaged over the layers. 1.0: the same order."""
-    def ranks(scores: torch.Tensor) -> torch.Tensor:  # (L, units) -> each unit's rank in its layer, as floats
-        return scores.argsort(dim=1, stable=True).argsort(dim=1, stable=True).double()
+    scores within each layer (where a per-layer mask ranks them), averaged over the layers. 1.0: the same order.
+    Units both passes score 0 (pruned before: their gates have no gradient) are left out, not counted as agreeing."""
+    def spearman(a: torch.Tensor, b: torch.Tensor) -> float:  # two score vectors of one layer
+        x, y = (v.argsort(stable=True).argsort(stable=True).double() for v in (a, b))
+        x, y = x - x.mean(), y - y.mean()
+        return float((x * y).sum() / (x.norm() * y.norm()))
 
     agreement = {}
     for kind in first:
-        a, b = ranks(first[kind].detach().cpu()), ranks(second[kind].detach().cpu())
-        a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-        agreement[kind] = float(((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))).mean())
+        a, b = first[kind].detach().cpu(), second[kind].detach().cpu()
+        alive = (a != 0) | (b != 0)
+        agreement[kind] = statistics.fmean(spearman(x[keep], y[keep]) for x, y, keep in zip(a, b, alive))
     return agreement
 
 
@@ -94,4 +98,4 @@ def importance_batches(task: Task, data, batch_size: int, count: int | None, dev
     model's loss reads them (labels included; MLM tokens masked)."""
     order = batches(data.features, batch_size, pad_id=getattr(data, "pad_id", 0))
     return [prepare_batch(batch, task, data, device, masking_seed=step)
-            for step, batch in zip(range(count) if count else itertools.count(), order)]
+            for step, batch in itertools.islice(enumerate(order), count)]
