@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import torch
 
 from ..data.batches import batches
+from ..data.metrics import spearman
 from ..data.tasks import Task
 from ..model import BertPreTrainedModel
 from ..prune import Mask, TensorsLike, named_tensors
@@ -75,16 +76,12 @@ def rank_agreement(first: dict[str, torch.Tensor], second: dict[str, torch.Tenso
     """Returns how alike two importance passes rank the units: for each kind, Spearman's rank correlation of their
     scores within each layer (where a per-layer mask ranks them), averaged over the layers. 1.0: the same order.
     Units both passes score 0 (pruned before: their gates have no gradient) are left out, not counted as agreeing."""
-    def spearman(a: torch.Tensor, b: torch.Tensor) -> float:  # two score vectors of one layer
-        x, y = (v.argsort(stable=True).argsort(stable=True).double() for v in (a, b))
-        x, y = x - x.mean(), y - y.mean()
-        return float((x * y).sum() / (x.norm() * y.norm()))
-
     agreement = {}
     for kind in first:
-        a, b = first[kind].detach().cpu(), second[kind].detach().cpu()
+        a, b = (scores[kind].detach().cpu().double() for scores in (first, second))
         alive = (a != 0) | (b != 0)
-        agreement[kind] = statistics.fmean(spearman(x[keep], y[keep]) for x, y, keep in zip(a, b, alive))
+        layers = zip(a, b, alive)  # one row of scores per layer
+        agreement[kind] = statistics.fmean(spearman(x[keep].numpy(), y[keep].numpy()) for x, y, keep in layers)
     return agreement
 
 
