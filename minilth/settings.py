@@ -85,7 +85,7 @@ def declared_fields(cls) -> list[dataclasses.Field]:
 
 
 def _add_flag(group, field: dataclasses.Field, hint, required: bool) -> None:
-    kind, default = field.metadata.get("type") or _value_type(hint), _default(field)
+    kind, default = field.metadata.get("type") or value_type(hint), _default(field)
     options = dict(dest=field.name, default=argparse.SUPPRESS, help=_help(field, default))
     if kind is bool:
         action = argparse.BooleanOptionalAction if default is True else "store_true"
@@ -172,13 +172,13 @@ def _help(field: dataclasses.Field, default) -> str:
     return text if default is None or isinstance(default, bool) else f"{text} (default: {shown})"
 
 
-def _value_type(hint) -> type:
-    """The type a flag's value is parsed with: int, float, str or bool (Optional and list unwrapped)."""
+def value_type(hint) -> type:
+    """Returns the type a flag's value is parsed with: int, float, str or bool (Optional and list unwrapped)."""
     args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
     if _is_list(hint):
-        return _value_type(typing.get_args(_without_none(hint))[0])
+        return value_type(typing.get_args(_without_none(hint))[0])
     if args:
-        return _value_type(args[0])
+        return value_type(args[0])
     return hint
 
 

@@ -71,7 +71,7 @@ def plan_command(args) -> int:
     targets = grid.transfer if grid.transfer else (grid.tasks if grid.transfer is not None else [])
     sweep = define(check_writable_folder(args.output or DEFAULT_FOLDER), config, grid.tasks,
                    from_arguments(ControlSettings, args).controls, from_arguments(RoundChoice, args), targets,
-                   grid.transfer_sources)
+                   grid.transfer_sources, grid.task_settings)
     save_sweep(sweep)
     print(format_jobs(sweep))
     print(f"definition in {sweep.folder / DEFINITION}; run it with: python -m minilth.sweep run "

@@ -288,3 +288,28 @@ def test_a_missing_damaged_or_mismatched_definition_is_one_line(sharded, tmp_pat
         status, out, err = cli(command, "--output", copy)
         assert status == 2 and err.count("\n") == 1
         assert "holds a run with a different config (learning_rate differ)" in err, err
+
+
+def test_a_task_fine_tunes_with_its_own_settings_in_every_job(tmp_path):
+    """The Table-2 grid on a CPU trains CoLA longer and SST-2 on a subsample: each task's own settings reach its IMP
+    run, its controls and the transfer cells that fine-tune on it, and survive sweep.json."""
+    config = TicketConfig(task="rte", seeds=[0, 1, 2], target_sparsity=0.6, rate=0.25, epochs=1)
+    sweep = define(tmp_path, config, ["cola", "sst2", "rte"], TABLE_2, sparsity={"cola": 0.5, "sst2": 0.6, "rte": 0.6},
+                   transfer_targets=["cola"], task_settings=["cola:epochs=3", "sst2:max_train_examples=20000"])
+    assert sweep.config_for("cola").epochs == 3.0 and sweep.config_for("rte").epochs == 1
+    assert sweep.config_for("sst2").max_train_examples == 20000 and sweep.config_for("cola").max_train_examples is None
+    # the grid holds each (task, control, seed) once, each at its task's Table-2 sparsity
+    controls = [(job.task, job.control, job.seed) for job in sweep.jobs() if job.kind == "control"]
+    assert len(controls) == len(set(controls)) == 3 * len(TABLE_2) * 3
+    assert {task: sweep.controls_folder(task).name for task in sweep.tasks} == {
+        "cola": "sparsity_0.50", "sst2": "sparsity_0.60", "rte": "sparsity_0.60"}
+    sweep_module.save_sweep(sweep)
+    stored = load_sweep(tmp_path)
+    assert stored.task_settings == {"cola": {"epochs": 3.0}, "sst2": {"max_train_examples": 20000}}
+    assert stored.config_for("cola") == sweep.config_for("cola")
+    for bad, message in ((["cola:epochs"], "takes TASK:NAME=VALUE"), (["cola:epochs=x"], "takes a float, got 'x'"),
+                         (["cola:rate=0.3"], "a task may change only"), (["qqp:epochs=3"], "names qqp, which no job"),
+                         (["cola:epochs=-1"], "--task-settings of cola ({'epochs': -1.0}): --epochs must be positive"),
+                         ({"cola": {"group_by_length": "yes"}}, "takes true or false")):
+        with pytest.raises(MinilthError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            define(tmp_path, config, ["cola", "sst2", "rte"], task_settings=bad)

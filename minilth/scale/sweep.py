@@ -38,6 +38,7 @@ import json
 import os
 import re
 import time
+import typing
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,8 @@ from ..lottery.report import format_table2, render_table, table2
 from ..lottery.run_folder import (RoundChoice, check_same_config, load_task_data, read_json, read_run, round_at,
                                   round_dir, round_done)
 from ..lottery.transfer import DENSE, fingerprint, format_matrix, summarize_matrix, transfer, write_outputs
-from ..settings import check, flag, setting
+from ..settings import check, flag, setting, value_type
+from ..train import FinetuneSettings
 from ..ticket import find_ticket
 from . import distributed
 
@@ -76,6 +78,10 @@ class SweepSettings:
                                          nargs="*")
     transfer_sources: list[str] | None = setting(None, "the tasks whose masks move (default: every task of the "
                                                        "sweep)")
+    task_settings: list[str] | None = setting(None, "a task's fine-tuning settings where they differ from the shared "
+                                                    "ones, TASK:NAME=VALUE each, e.g. cola:epochs=3 "
+                                                    "sst2:max_train_examples=20000; they hold for every job that "
+                                                    "fine-tunes on the task (IMP, controls, transfer to it)")
 
 
 # --- the definition and its jobs -------------------------------------------------------------------
@@ -112,10 +118,11 @@ class Sweep:
     sparsity: dict[str, float]  # task -> the IMP round its Table 2 and controls compare, and whose mask moves
     transfer_sources: list[str]  # tasks of the sweep whose IMP masks move
     transfer_targets: list[str]
+    task_settings: dict[str, dict] = dataclasses.field(default_factory=dict)  # task -> {setting: value}
 
     def config_for(self, task: str) -> TicketConfig:
-        """Returns the shared settings with the task set: what the task's jobs fine-tune with."""
-        return dataclasses.replace(self.config, task=task)
+        """Returns the shared settings with the task set, and the task's own settings: what its jobs fine-tune with."""
+        return dataclasses.replace(self.config, task=task, **self.task_settings.get(task, {}))
 
     def jobs(self) -> list[Job]:
         """Returns every job of the sweep in its fixed order: IMP, then controls, then transfer cells."""
@@ -205,18 +212,20 @@ class Sweep:
     def to_dict(self) -> dict:
         config = {k: v for k, v in self.config.to_dict().items() if k != "task"}
         return {"format": FORMAT, "tasks": self.tasks, "config": config, "controls": self.controls,
-                "sparsity": self.sparsity,
+                "sparsity": self.sparsity, "task_settings": self.task_settings,
                 "transfer": {"sources": self.transfer_sources, "targets": self.transfer_targets}}
 
 
 def define(output_dir: str | Path, config: TicketConfig, tasks: list[str], controls: list[str] = (),
-           sparsity=None, transfer_targets: list[str] = (), transfer_sources: list[str] | None = None) -> Sweep:
+           sparsity=None, transfer_targets: list[str] = (), transfer_sources: list[str] | None = None,
+           task_settings: dict[str, dict] | list[str] | None = None) -> Sweep:
     """Returns a checked sweep (nothing written): IMP on each task with `config`'s settings (its task is ignored),
     the controls at each task's round, and each source's mask transferred to each target.
 
     `sparsity` picks each task's IMP round for its Table 2, controls and transferred mask: None
     (the last round), one value for all, {task: value}, or a RoundChoice. Transfer sources default
-    to every task of the sweep; no targets, no transfer.
+    to every task of the sweep; no targets, no transfer. `task_settings` ({task: {name: value}}, or
+    the flag's TASK:NAME=VALUE strings) gives a task fine-tuning settings of its own.
     """
     tasks = _task_names(tasks, "--tasks")
     check(bool(tasks), f"give at least one task with {flag('tasks')}")
@@ -230,8 +239,64 @@ def define(output_dir: str | Path, config: TicketConfig, tasks: list[str], contr
                          f"({', '.join(tasks)}); its IMP job makes the mask, so add it to {flag('tasks')}")
     config = dataclasses.replace(config, task=tasks[0])
     choice = sparsity if isinstance(sparsity, RoundChoice) else RoundChoice(sparsity=sparsity)
-    return Sweep(Path(output_dir), config, tasks, list(controls), _sparsities(choice, tasks, config),
-                 sources if targets else [], targets)
+    sweep = Sweep(Path(output_dir), config, tasks, list(controls), _sparsities(choice, tasks, config),
+                  sources if targets else [], targets, _task_settings(task_settings, [*tasks, *targets]))
+    for task, values in sweep.task_settings.items():
+        try:
+            sweep.config_for(task)  # a value out of range fails here
+        except MinilthError as error:
+            raise SweepError(f"{flag('task_settings')} of {task} ({values}): {error}") from None
+    return sweep
+
+
+# Settings a task may change: how it is fine-tuned and on how much data. The pruning schedule, the seeds
+# and the checkpoint are the grid's, shared by every task, and where a job runs is each shard's.
+TASK_SETTINGS = tuple(f.name for f in dataclasses.fields(FinetuneSettings) if f.name not in Experiment.PLACEMENT) + (
+    "max_train_examples", "max_eval_examples")
+
+
+def _task_settings(given: dict | list[str] | None, tasks: list[str]) -> dict[str, dict]:
+    """Returns {task: {setting: value}} from a dict or TASK:NAME=VALUE strings, each value of its setting's type."""
+    if not given:
+        return {}
+    if not isinstance(given, dict):
+        parsed = {}
+        for text in given:
+            task, _, assignment = text.partition(":")
+            name, equals, value = assignment.partition("=")
+            check(bool(task and equals and name), f"{flag('task_settings')} takes TASK:NAME=VALUE, e.g. "
+                                                  f"cola:epochs=3; got {text!r}")
+            parsed.setdefault(task, {})[name.strip().replace("-", "_")] = value.strip()
+        given = parsed
+    hints = typing.get_type_hints(TicketConfig)
+    result = {}
+    for task, values in given.items():
+        name = get_task(task).name
+        check(name in tasks, f"{flag('task_settings')} names {task}, which no job of the sweep fine-tunes on "
+                             f"({', '.join(tasks)})")
+        check(isinstance(values, dict), f"{flag('task_settings')} of {task} must map settings to values")
+        for key, value in values.items():
+            check(key in TASK_SETTINGS, f"{flag('task_settings')} {task}:{key}: a task may change only "
+                                        f"{', '.join(TASK_SETTINGS)}")
+            result.setdefault(name, {})[key] = _typed(value, hints[key], f"{task}:{key}")
+    return result
+
+
+def _typed(value, hint, where: str):
+    """Returns a setting's value as its type hint says (a flag's text, or what sweep.json holds)."""
+    kind = value_type(hint)
+    if isinstance(value, str) and kind is not str:
+        text = value.strip().lower()
+        if kind is bool:
+            check(text in ("true", "false"), f"{flag('task_settings')} {where} takes true or false, got {value!r}")
+            return text == "true"
+        try:
+            return kind(value)
+        except ValueError:
+            raise SweepError(f"{flag('task_settings')} {where} takes a {kind.__name__}, got {value!r}") from None
+    check(value is None or isinstance(value, kind) or (kind is float and isinstance(value, int)),
+          f"{flag('task_settings')} {where} takes a {kind.__name__}, got {value!r}")
+    return value
 
 
 def _task_names(names, option: str) -> list[str]:
@@ -304,7 +369,8 @@ def load_sweep(output_dir: str | Path, **placement) -> Sweep:
         config = TicketConfig.from_dict({**stored["config"], **moved, "task": stored["tasks"][0]}, str(path))
         transfer_ = stored["transfer"]
         sweep = define(folder, config, stored["tasks"], stored["controls"], stored["sparsity"],
-                       transfer_["targets"], transfer_["sources"] if transfer_["targets"] else None)
+                       transfer_["targets"], transfer_["sources"] if transfer_["targets"] else None,
+                       stored.get("task_settings"))  # absent from definitions written before tasks had settings
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as error:  # a MinilthError is a ValueError
         message = str(error) if isinstance(error, MinilthError) else f"{type(error).__name__} {error}"
         # sweep.json holds keys, not flags
@@ -542,4 +608,6 @@ def describe_grid(sweep: Sweep) -> str:
     if sweep.transfer_targets:
         sources = ", ".join(sweep.source_label(source) for source in sweep.transfer_sources)
         text += f"; transfer from {sources} (and dense) to {', '.join(sweep.transfer_targets)}"
+    for task, values in sweep.task_settings.items():
+        text += f"; {task} with " + ", ".join(f"{name} {value}" for name, value in values.items())
     return text
