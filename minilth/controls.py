@@ -2,7 +2,7 @@
 
 Runs the controls of an IMP run (a find_ticket output folder) at one of its rounds, fine-tuned with
 the run's own settings, and prints the paper's Table 2 for it: the dense model, IMP, and each
-control, mean/std/min/max over seeds. The flags are the fields of lottery.controls.ControlSettings,
+control, mean/std/min/max over seeds. The flags are the fields of lottery.baselines.ControlSettings,
 lottery.run_folder.RoundChoice and config.Experiment (seeds, and where the run's data and device
 are). Every (control, seed) is written as soon as it finishes: rerun the same command to resume.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from .config import Experiment
 from .errors import run_cli
 from .files import check_writable_folder
-from .lottery.controls import CONTROLS, TABLE_2, ControlSettings, controls_folder, run_controls, table2_results, \
+from .lottery.baselines import CONTROLS, TABLE_2, ControlSettings, controls_folder, run_controls, table2_results, \
     write_table2
 from .lottery.report import table2
 from .lottery.run_folder import RoundChoice, read_run, round_at

@@ -10,7 +10,7 @@ weights. Flags make it a classroom run, e.g.
 
 (the last prunes whole attention heads and feed-forward neurons: a structured ticket, structured/).
 
-The flags are the fields of config.TicketConfig and lottery.controls.ControlSettings (their help
+The flags are the fields of config.TicketConfig and lottery.baselines.ControlSettings (their help
 and defaults are declared there). Run the same command again after an interruption: it resumes
 from the last finished round.
 """
@@ -24,7 +24,7 @@ from .config import PRESETS, Experiment, TicketConfig
 from .data import get_task
 from .errors import run_cli
 from .files import check_writable_folder
-from .lottery.controls import ControlSettings, controls_folder, run_controls, table2_results, write_table2
+from .lottery.baselines import ControlSettings, controls_folder, run_controls, table2_results, write_table2
 from .lottery.report import SETTING_LABELS, table2
 from .lottery.run_folder import read_run, round_at
 from .lottery.verdict import format_table, summarize, verdict_lines

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .course.grading import grade
+from .course.lab_runner import grade
 from .errors import run_cli
 from .files import write_text
 from .settings import CommandParser

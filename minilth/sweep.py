@@ -6,8 +6,8 @@
     python -m minilth.sweep merge --output runs/grid                     # tables from what is finished
     python -m minilth.sweep status --output runs/grid                    # every job and its state; writes nothing
 
-`plan`'s flags are the fields of scale.sweep.SweepSettings, lottery.controls.ControlSettings,
-lottery.run_folder.RoundChoice and config.TicketConfig; the jobs are described in scale/sweep.py.
+`plan`'s flags are the fields of scale.grid.SweepSettings, lottery.baselines.ControlSettings,
+lottery.run_folder.RoundChoice and config.TicketConfig; the jobs are described in scale/grid.py.
 """
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ import sys
 from .config import Experiment, TicketConfig
 from .errors import run_cli
 from .files import check_writable_folder
-from .lottery.controls import ControlSettings
+from .lottery.baselines import ControlSettings
 from .lottery.run_folder import RoundChoice
 from .scale import distributed
-from .scale.sweep import (DEFAULT_FOLDER, DEFINITION, SHARD_HELP, SweepSettings, define, format_jobs, load_sweep,
+from .scale.grid import (DEFAULT_FOLDER, DEFINITION, SHARD_HELP, SweepSettings, define, format_jobs, load_sweep,
                           merge, parse_shard, run_shard, save_sweep)
 from .settings import CommandParser, add_arguments, add_command_options, from_arguments
 from .structured import StructuredSettings

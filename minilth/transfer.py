@@ -4,7 +4,7 @@ Each mask is applied to the pre-trained weights theta_0 with a fresh head for th
 fine-tuned (no weight of the source run is used); each target's dense model is fine-tuned too, as
 the baseline. Writes transfer.json (one entry per run, written as it finishes: rerun to resume),
 transfer.csv, transfer_heatmap.png/.csv, and prints the matrix. The flags are the fields of
-lottery.transfer.TransferSettings, lottery.run_folder.RoundChoice and config.Experiment.
+lottery.mask_transfer.TransferSettings, lottery.run_folder.RoundChoice and config.Experiment.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .data import get_task
 from .errors import run_cli
 from .files import check_writable_folder
 from .lottery.run_folder import RoundChoice
-from .lottery.transfer import TransferSettings, transfer_matrix, write_outputs
+from .lottery.mask_transfer import TransferSettings, transfer_matrix, write_outputs
 from .scale import distributed
 from .settings import CommandParser, add_arguments, add_command_options, from_arguments
 from .train import FinetuneSettings

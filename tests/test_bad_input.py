@@ -212,7 +212,7 @@ def truncate(path):
 
 
 def test_a_damaged_control_result_is_run_again_and_says_so(tiny_rte_imp_run, tmp_path, caplog):
-    from minilth.lottery.controls import run_controls
+    from minilth.lottery.baselines import run_controls
     _, imp = tiny_rte_imp_run
     first = run_controls(imp, 0.2, ["random_pruning", "standard_pruning"], [0], tmp_path, progress=False, echo=None)
     damaged = tmp_path / "sparsity_0.20" / "random_pruning" / "seed_0.json"

@@ -4,12 +4,12 @@ import json
 import pytest
 import torch
 
-import minilth.lottery.controls as controls
+import minilth.lottery.baselines as controls
 from minilth.checkpoints import load_mask
 from minilth.controls import main
 from minilth.data.tasks import get_task
 from minilth.errors import MinilthError
-from minilth.lottery.controls import (oneshot_mask, random_pruning_mask, reinitialize, run_controls,
+from minilth.lottery.baselines import (oneshot_mask, random_pruning_mask, reinitialize, run_controls,
                                       standard_pruning)
 from minilth.lottery.run_folder import read_run
 from minilth.prune import Mask, magnitude_prune, snapshot

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from minilth.course import check
-from minilth.lottery.controls import random_pruning_mask, reinitialize
+from minilth.lottery.baselines import random_pruning_mask, reinitialize
 from minilth.lottery.verdict import is_ticket
 from minilth.prune import Mask, magnitude_prune, rewind, sparsity_schedule
 from minilth.structured import gradient_importance, keep_in_each_layer

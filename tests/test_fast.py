@@ -6,7 +6,7 @@ import transformers
 
 from minilth.checkpoints.pretrained import load_into
 from minilth.fast.tokens import PackedTokens, PaddedTokens, length_buckets, token_layout
-from minilth.lottery.controls import random_prune
+from minilth.lottery.baselines import random_prune
 from minilth.model import BertConfig, ModelOutput, build_model
 from minilth.prune import Mask, prunable_names
 from minilth.structured import gradient_importance

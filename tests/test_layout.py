@@ -1,6 +1,6 @@
 """The package's layering, as README's "Read the code" describes it: a short core, libraries beside it, commands on top.
 
-Every module under minilth/ is read (subpackages too: "data.tasks", "lottery.controls"; a package's __init__ is the
+Every module under minilth/ is read (subpackages too: "data.tasks", "lottery.baselines"; a package's __init__ is the
 package, "data"; minilth/__init__.py is ""), and every form of import in it is seen, at the top or inside functions:
 `from .x import y`, `from ..x import y`, `from . import x`, `from minilth.x import y`, `from minilth import x`,
 `import minilth.x`, `import minilth.x.y as z`.
@@ -131,8 +131,8 @@ def wc_lines(path: Path) -> int:
 
 
 def test_every_module_is_read_subpackages_included():
-    assert {"", "model", "ticket", "data", "data.tasks", "lottery.controls", "lottery.report", "structured",
-            "structured.importance", "checkpoints.masks", "fast.encoder", "scale.sweep"} <= set(MODULES)
+    assert {"", "model", "ticket", "data", "data.tasks", "lottery.baselines", "lottery.report", "structured",
+            "structured.importance", "checkpoints.masks", "fast.encoder", "scale.grid"} <= set(MODULES)
     assert MODULES["data"] == PACKAGE / "data" / "__init__.py" and MODULES["controls"] == PACKAGE / "controls.py"
     assert len(MODULES) == len(list(PACKAGE.rglob("*.py")))
 
@@ -146,8 +146,8 @@ def test_every_module_is_read_subpackages_included():
     ("lottery", "from .. import ticket", [("ticket", "ticket")]),
     ("model", "from .structured import shrink, STRUCTURES",  # a submodule and a name of the package, both seen
      [("structured.shrink", "shrink"), ("structured", "STRUCTURES")]),
-    ("model", "from minilth.lottery.controls import TABLE_2", [("lottery.controls", "TABLE_2")]),
-    ("model", "from minilth.lottery import controls", [("lottery.controls", "controls")]),
+    ("model", "from minilth.lottery.baselines import TABLE_2", [("lottery.baselines", "TABLE_2")]),
+    ("model", "from minilth.lottery import baselines", [("lottery.baselines", "baselines")]),
     ("model", "from minilth import errors", [("errors", "errors")]),
     ("model", "import minilth.files", [("files", None)]),
     ("model", "import minilth.checkpoints.masks as masks", [("checkpoints.masks", None)]),

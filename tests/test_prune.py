@@ -7,7 +7,7 @@ from transformers import BertConfig, BertForSequenceClassification, BertModel
 
 from minilth.errors import MinilthError
 from minilth.checkpoints import load_mask, save_mask
-from minilth.lottery.controls import oneshot_prune, random_prune
+from minilth.lottery.baselines import oneshot_prune, random_prune
 from minilth.lottery.run_folder import pooler_magnitude_ratio
 from minilth.prune import Mask, is_head, magnitude_prune, prunable_names, rewind, snapshot, sparsity_schedule
 

@@ -9,7 +9,7 @@ import transformers
 from transformers.pytorch_utils import prune_linear_layer
 
 from minilth.checkpoints import load_mask
-from minilth.lottery.controls import run_controls
+from minilth.lottery.baselines import run_controls
 from minilth.find_ticket import main as find_ticket_main
 from minilth.model import BertConfig, build_model
 from minilth.prune import Mask, MaskError, prunable_names, snapshot

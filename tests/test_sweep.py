@@ -8,11 +8,11 @@ from collections import Counter
 
 import pytest
 
-import minilth.scale.sweep as sweep_module
+import minilth.scale.grid as sweep_module
 from minilth.config import TicketConfig
 from minilth.errors import MinilthError
-from minilth.lottery.controls import TABLE_2
-from minilth.scale.sweep import Job, define, load_sweep, parse_shard, shard
+from minilth.lottery.baselines import TABLE_2
+from minilth.scale.grid import Job, define, load_sweep, parse_shard, shard
 from minilth.sweep import main
 
 TABLES = ["controls/rte/sparsity_0.10/table2.csv", "controls/rte/sparsity_0.10/table2.md",

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from minilth.errors import MinilthError
-from minilth.lottery.controls import random_prune
+from minilth.lottery.baselines import random_prune
 from minilth.prune import Mask, prunable_names
 from minilth.data.folders import load_dataset
 from minilth.data.tasks import get_task

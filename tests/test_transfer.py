@@ -6,11 +6,11 @@ import shutil
 import pytest
 import torch
 
-import minilth.lottery.transfer as transfer_module
+import minilth.lottery.mask_transfer as transfer_module
 from minilth.errors import MinilthError
 from minilth.model import BertConfig, BertModel, build_model
 from minilth.checkpoints import load_mask, save_mask
-from minilth.lottery.controls import random_prune
+from minilth.lottery.baselines import random_prune
 from minilth.prune import Mask, MaskError, prunable_names
 from minilth.data.tasks import get_task
 from minilth.checkpoints import resolve_checkpoint
@@ -18,7 +18,7 @@ from minilth.config import Experiment, TicketConfig
 from minilth.lottery.run_folder import load_task_data as load_run_data
 from minilth.ticket import find_ticket
 from minilth.train import finetune
-from minilth.lottery.transfer import find_mask, transfer, transfer_mask
+from minilth.lottery.mask_transfer import find_mask, transfer, transfer_mask
 from minilth.train import model_for_task
 from minilth.transfer import main
 

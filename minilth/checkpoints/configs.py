@@ -111,7 +111,7 @@ def _is_real(value) -> bool:
 
 # --- configs known by name -------------------------------------------------------------------------
 
-PRESETS = {
+ARCHITECTURES = {  # BERT shapes known by name: bert-base-uncased is BertConfig's defaults
     "bert-base-uncased": {},
     "bert-large-uncased": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
 }
@@ -126,8 +126,8 @@ def preset_config(name: str) -> BertConfig:
     L in {2,4,6,8,10,12} and H in {128,256,512,768}, with H/64 heads and 4H feed-forward.
     """
     key = name.split("/")[-1].lower()
-    if key in PRESETS:
-        return BertConfig(**PRESETS[key])
+    if key in ARCHITECTURES:
+        return BertConfig(**ARCHITECTURES[key])
     for layers in SMALL_BERT_LAYERS:
         for hidden in SMALL_BERT_HIDDEN:
             if key == f"bert_uncased_l-{layers}_h-{hidden}_a-{hidden // 64}":
@@ -139,4 +139,4 @@ def preset_config(name: str) -> BertConfig:
 def preset_names() -> list[str]:
     """Returns every name preset_config knows."""
     small = [f"bert_uncased_L-{l}_H-{h}_A-{h // 64}" for l in SMALL_BERT_LAYERS for h in SMALL_BERT_HIDDEN]
-    return list(PRESETS) + small
+    return list(ARCHITECTURES) + small

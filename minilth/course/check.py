@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..lottery.controls import random_pruning_mask
+from ..lottery.baselines import random_pruning_mask
 from ..lottery.verdict import is_ticket as library_is_ticket
 from ..model import BertConfig, build_model
 from ..prune import Mask, magnitude_prune as library_magnitude_prune, prunable_names, snapshot
@@ -266,7 +266,7 @@ def _check_reinitialize(function) -> str | None:
     changed = [name for name in after if name not in names and not torch.equal(after[name], before[name])]
     if changed:
         return f"{changed[0]} changed: re-initialise only the matrices named"
-    return None  # any permutation is as good a control: minilth's own draw (lottery/controls.py) is not required
+    return None  # any permutation is as good a control: minilth's own draw (lottery/baselines.py) is not required
 
 
 def is_ticket(function) -> Result:

@@ -48,12 +48,12 @@ from ..checkpoints import load_mask, resolve_checkpoint
 from ..config import Experiment, TicketConfig
 from ..data import TASKS, get_task
 from ..errors import MinilthError
-from ..lottery.controls import (CONTROLS, ControlSettings, controls_folder, result_path, run_one_control,
+from ..lottery.baselines import (CONTROLS, ControlSettings, controls_folder, result_path, run_one_control,
                                 stored_result, table2_results, write_table2)
 from ..lottery.report import format_table2, render_table, table2
 from ..lottery.run_folder import (RoundChoice, check_same_config, load_task_data, read_json, read_run, round_at,
                                   round_dir, round_done)
-from ..lottery.transfer import DENSE, fingerprint, format_matrix, summarize_matrix, transfer, write_outputs
+from ..lottery.mask_transfer import DENSE, fingerprint, format_matrix, summarize_matrix, transfer, write_outputs
 from ..settings import check, flag, setting, value_type
 from ..train import FinetuneSettings
 from ..ticket import find_ticket
