@@ -7,9 +7,12 @@ Parameter names are exactly Hugging Face's (and, through them, Google's), so a H
 dict loads as it is and a pruning mask is keyed by the same names everywhere:
 `bert.encoder.layer.3.attention.self.query.weight`, `classifier.weight`, `cls.predictions.bias`.
 
-The forward written here is the textbook one. By default BertModel hands the same computation to
-minilth/fast, which skips the padding of a batch and draws dropout masks more cheaply; the
-numbers of the real tokens do not change (tests/test_fast.py). `BertConfig.execution` chooses.
+Every forward written here is the one that runs. Speed is a branch beside the textbook line, never
+a second copy of a layer: where the tokens are (BertModel.forward: the padded batch, or by default
+the real tokens only, packed by minilth/fast), how attention is computed (BertSelfAttention.forward:
+the formula, or PyTorch's fused kernel), the [CLS]-only last layer of a classifier (BertLayer) and
+dropout's cheaper mask (Dropout). `BertConfig.execution` chooses; the numbers of the real tokens do
+not change (tests/test_fast.py).
 """
 from __future__ import annotations
 
@@ -45,8 +48,8 @@ class BertConfig:
     initializer_range: float = 0.02  # std of the normal initialisation
     layer_norm_eps: float = 1e-12  # BERT's (TF's) LayerNorm epsilon
     pad_token_id: int = 0  # [PAD]
-    # "textbook": the forward of this file; "padded" and "unpadded": minilth/fast, the same numbers
-    # faster, "unpadded" computing the real tokens of a padded batch only. Not a checkpoint's property.
+    # "textbook": every padded position, attention by its formula; "padded": the fused attention kernel
+    # and the [CLS]-only last layer; "unpadded": those, on the real tokens only. Not a checkpoint's property.
     execution: str = "unpadded"
     # A model with heads or feed-forward neurons removed (structured/shrink.py): the heads removed from
     # each layer ({layer: [heads]}, transformers' name) and each layer's feed-forward width.
@@ -97,11 +100,12 @@ class ModelOutput:
 
 
 class Dropout(nn.Dropout):
-    """nn.Dropout whose masks come from 16 random bits per element: the same distribution, drawn 6x faster on a
-    CPU (fast/dropout.py)."""
+    """nn.Dropout: in training, zero each element with probability p and scale the others by 1/(1-p)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fast.dropout(x, self.p, self.training)
+        if self.training and 0 < self.p < 1 and x.device.type == "cpu":  # the same masks from 16 random bits each:
+            return x * fast.dropout_multiplier(x.shape, self.p, x.dtype, x.device)  # 6x cheaper (fast/dropout.py)
+        return super().forward(x)
 
 
 class BertEmbeddings(nn.Module):
@@ -115,10 +119,12 @@ class BertEmbeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)  # HF/TF name, kept for checkpoints
         self.dropout = Dropout(cfg.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)  # (T,)
-        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)  # (B, T, H)
-        x = x + self.position_embeddings(positions)  # (B, T, H)
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor, tokens: fast.Tokens) -> torch.Tensor:
+        """Returns the tokens' vectors (B, T, H), or (N, H) for the N real tokens when `tokens` packs them."""
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)  # (B, T)
+        input_ids, token_type_ids, positions = map(tokens.select, (input_ids, token_type_ids, positions))
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)  # (B, T, H) or (N, H)
+        x = x + self.position_embeddings(positions)
         return self.dropout(self.LayerNorm(x))
 
 
@@ -134,20 +140,24 @@ class BertSelfAttention(nn.Module):
         self.value = nn.Linear(H, num_heads * self.head_size)
         self.dropout = Dropout(cfg.attention_probs_dropout_prob)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        """Returns softmax(Q K^T / sqrt(d) + mask) V of every head, side by side: (B, T, nh d).
+    def forward(self, x: torch.Tensor, tokens: fast.Tokens, first_token_only: bool = False) -> torch.Tensor:
+        """Returns softmax(Q K^T / sqrt(d) + mask) V of every head, side by side: (B, T, nh d), or (N, nh d).
 
-        key_mask (B, 1, 1, T) is 0 where a key may be attended and a large negative number at padding.
+        Each token's query is scored against the keys of its own sequence's real tokens; with
+        `first_token_only`, only each sequence's [CLS] asks (B, 1, nh d), or (B', nh d) packed.
         """
-        B, T, _ = x.shape
-        split = lambda t: t.view(B, T, self.num_heads, self.head_size).transpose(1, 2)  # noqa: E731  (B, nh, T, d)
-        q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
+        heads = lambda t: t.unflatten(-1, (self.num_heads, self.head_size))  # noqa: E731  (..., nh, d)
+        q = heads(self.query(tokens.first(x) if first_token_only else x))
+        k, v = heads(self.key(x)), heads(self.value(x))
+        if tokens.fused:  # the same numbers from PyTorch's fused kernel, on padded or packed tokens (fast/tokens.py)
+            return tokens.attend(q, k, v, self.dropout.p if self.training else 0.0, first_token_only).flatten(-2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, nh, T, d)
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)  # (B, nh, T, T)
-        if key_mask is not None:
-            scores = scores + key_mask  # padding keys get (almost) no weight
+        if tokens.attention_mask is not None:  # padding keys get (almost) no weight: the most negative number
+            padding = 1.0 - tokens.attention_mask[:, None, None, :].to(x.dtype)  # (B, 1, 1, T)
+            scores = scores + padding * torch.finfo(x.dtype).min
         probs = self.dropout(scores.softmax(dim=-1))  # (B, nh, T, T)
-        context = probs @ v  # (B, nh, T, d)
-        return context.transpose(1, 2).reshape(B, T, self.num_heads * self.head_size)  # (B, T, nh d)
+        return (probs @ v).transpose(1, 2).flatten(-2)  # (B, T, nh d)
 
 
 class BertSelfOutput(nn.Module):
@@ -169,8 +179,9 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(cfg, num_heads)  # `self.self`: the checkpoint's name (attention.self.query)
         self.output = BertSelfOutput(cfg, num_heads * self.self.head_size)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        return self.output(self.self(x, key_mask), x)
+    def forward(self, x: torch.Tensor, tokens: fast.Tokens, first_token_only: bool = False) -> torch.Tensor:
+        residual = tokens.first(x) if first_token_only else x  # sliced before the queries: a fixed gradient order
+        return self.output(self.self(x, tokens, first_token_only), residual)
 
 
 class BertIntermediate(nn.Module):
@@ -199,8 +210,9 @@ class BertLayer(nn.Module):
             self.intermediate = BertIntermediate(cfg, cfg.feedforward_size(index))
             self.output = BertOutput(cfg, cfg.feedforward_size(index))
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        x = self.attention(x, key_mask)
+    def forward(self, x: torch.Tensor, tokens: fast.Tokens, first_token_only: bool = False) -> torch.Tensor:
+        """Returns the layer's output for every token, or with `first_token_only` for each [CLS]: 5/6 less work."""
+        x = self.attention(x, tokens, first_token_only)
         return self.output(self.intermediate(x), x)
 
 
@@ -209,9 +221,10 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(cfg, index) for index in range(cfg.num_hidden_layers))
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        for layer in self.layer:
-            x = layer(x, key_mask)
+    def forward(self, x: torch.Tensor, tokens: fast.Tokens, first_token_only: bool = False) -> torch.Tensor:
+        """Returns the last layer's output; with `first_token_only` (a classifier reads [CLS] alone), of [CLS] only."""
+        for index, layer in enumerate(self.layer):
+            x = layer(x, tokens, first_token_only and index == len(self.layer) - 1)
         return x
 
 
@@ -271,21 +284,20 @@ class BertModel(BertPreTrainedModel):
         """Returns (sequence_output (B, T, H), pooled_output (B, H) or None without a pooler).
 
         attention_mask (B, T) is 1 at real tokens, 0 at padding. `first_token_only` says the caller
-        reads [CLS] alone; the fast execution then returns sequence_output (B, 1, H) and skips work.
+        reads [CLS] alone: outside the textbook execution, sequence_output is then (B, 1, H).
         """
         if input_ids.shape[1] > self.config.max_position_embeddings:
             raise ValueError(f"sequence of {input_ids.shape[1]} tokens is longer than max_position_embeddings "
                              f"{self.config.max_position_embeddings}: truncate it")
-        if self.config.execution != "textbook":  # the same numbers, faster (minilth/fast)
-            return fast.bert_forward(self, input_ids, attention_mask, token_type_ids, first_token_only,
-                                     unpad=self.config.execution == "unpadded")
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
-        key_mask = None
-        if attention_mask is not None:  # 0 where attended, the most negative number at padding: (B, 1, 1, T)
-            key_mask = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min
-        x = self.encoder(x, key_mask)  # (B, T, H)
+        # Where the tokens are: the padded batch (B, T), or (the default) its N real tokens packed into
+        # rows (N,), so that everything but attention costs in proportion to real tokens (fast/tokens.py).
+        tokens = fast.token_layout(attention_mask, self.config.execution)
+        first_token_only = first_token_only and tokens.fused
+        x = self.embeddings(input_ids, token_type_ids, tokens)  # (B, T, H) or (N, H)
+        x = self.encoder(x, tokens, first_token_only)
+        x = tokens.restore_first(x) if first_token_only else tokens.restore(x)  # (B, 1, H) or (B, T, H)
         return x, (self.pooler(x) if self.pooler is not None else None)
 
 

@@ -24,6 +24,7 @@ heads and neurons instead of single weights (structured/).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import TicketConfig
@@ -55,24 +56,41 @@ def find_ticket(config: TicketConfig, output_dir: str | Path, progress: bool = T
 def imp_round(run: TicketRun, progress: bool = True, on_step=None) -> Round:
     """Returns the next round of IMP: rewind and train the subnetwork once per seed, then prune it further."""
     index, mask, started = len(run.rounds), run.mask, time.perf_counter()
-    metrics, heads, theta_i, trained = [], {}, {}, []
+    seeds = SeedResults()
     for seed in run.config.seeds:
-        # 1. Rewind: the surviving weights back to theta_0 (or theta_i), the pruned ones to zero.
-        model = model_for_task(run.checkpoint, run.task, seed)  # theta_0: pre-trained, its head drawn from the seed
-        rewind(model, rewind_point(run, seed, model), mask)
+        model = model_for_task(run.checkpoint, run.task, seed)  # the pre-trained encoder, a head drawn from the seed
+        theta_0 = snapshot(model)  # theta_0, what every round rewinds to: {name: tensor}
+        # 1. Rewind: the subnetwork m * theta_0 (m * theta_i after round 0, with --rewind-at); pruned weights zero.
+        rewind(model, rewind_point(run, seed, theta_0), mask)
         # 2. Train: fine-tune the subnetwork; the mask keeps the pruned weights at zero.
         history = train_subnetwork(run, model, mask, seed, progress=progress, on_step=on_step)
-        metrics.append(history.final)
-        heads[seed] = head_of(model)
-        if history.snapshot is not None:  # round 0 of a run rewinding to theta_i: the weights after i steps
-            theta_i = {"step": history.snapshot_step, "weights": {**theta_i.get("weights", {}), seed: history.snapshot}}
-        if not trained or run.config.rank_on == "every_seed":  # the model(s) the next mask is ranked on
-            trained.append(model)
-    # 3. Prune: drop the smallest surviving weights (or heads and neurons) of the first seed's trained model, globally.
+        seeds.add(run, seed, model, history)
+    # 3. Prune: drop the smallest weights the mask still keeps, of the first seed's trained model, globally.
     next_mask = None
-    if index + 1 < len(run.sparsities):  # (under torchrun: once, on rank 0, and sent to every rank)
-        next_mask = distributed.on_rank_0(prune, run, trained, mask, run.sparsities[index + 1])
-    return Round(index, run.sparsities[index], mask, metrics, time.perf_counter() - started, heads, next_mask, theta_i)
+    if index + 1 < len(run.sparsities):  # under torchrun: rank 0 prunes and sends the mask to every rank
+        next_mask = distributed.on_rank_0(prune, run, seeds.ranked, mask, run.sparsities[index + 1])
+    return Round(index, run.sparsities[index], mask, seeds.metrics, time.perf_counter() - started, seeds.heads,
+                 next_mask, seeds.theta_i)
+
+
+@dataclass
+class SeedResults:
+    """What a round keeps of each seed's fine-tuning: its metrics, its trained head, theta_i (round 0 of a run that
+    rewinds to it) and the trained model(s) the next mask is ranked on."""
+
+    metrics: list[dict] = field(default_factory=list)
+    heads: dict = field(default_factory=dict)  # seed -> the trained head's tensors
+    theta_i: dict = field(default_factory=dict)  # {"step": i, "weights": {seed: the weights after step i}}
+    ranked: list = field(default_factory=list)  # the first seed's model; every seed's with --rank-on every_seed
+
+    def add(self, run: TicketRun, seed: int, model, history: History) -> None:
+        self.metrics.append(history.final)
+        self.heads[seed] = head_of(model)
+        if history.snapshot is not None:
+            self.theta_i = {"step": history.snapshot_step, "weights": {**self.theta_i.get("weights", {}),
+                                                                       seed: history.snapshot}}
+        if not self.ranked or run.config.rank_on == "every_seed":
+            self.ranked.append(model)
 
 
 def prune(run: TicketRun, trained: list, mask: Mask, sparsity: float | dict[str, int]) -> Mask:
@@ -89,10 +107,10 @@ def prune(run: TicketRun, trained: list, mask: Mask, sparsity: float | dict[str,
     return magnitude_prune(trained[0], mask, sparsity)
 
 
-def rewind_point(run: TicketRun, seed: int, theta_0) -> dict:
-    """Returns the weights a round starts from: theta_0 (or theta_i after round 0), with the last trained head
-    instead of the initial one when the head is not rewound."""
-    weights = run.theta_i["weights"][seed] if run.theta_i else snapshot(theta_0)
+def rewind_point(run: TicketRun, seed: int, theta_0: dict) -> dict:
+    """Returns the weights a round starts from: theta_0, or theta_i after round 0 of a run that rewinds to it, with
+    the last trained head instead of the initial one when the head is not rewound."""
+    weights = run.theta_i["weights"][seed] if run.theta_i else theta_0
     if not run.config.rewind_head and run.rounds:
         weights = {**weights, **load_heads(run, len(run.rounds) - 1)[seed]}
     return weights
@@ -100,21 +118,26 @@ def rewind_point(run: TicketRun, seed: int, theta_0) -> dict:
 
 def train_subnetwork(run: TicketRun, model, mask: Mask, seed: int, rewound: bool = True, progress: bool = True,
                      on_step=None) -> History:
-    """Fine-tunes a masked model as every IMP round does; returns its History.
+    """Fine-tunes a masked model on the run's task as every IMP round does; returns its History."""
+    train, dev = run.data
+    return finetune(model, run.task, train, dev, run.config, seed=seed, mask=mask, progress=progress,
+                    on_step=on_step, **schedule_in_round(run, rewound))
+
+
+def schedule_in_round(run: TicketRun, rewound: bool = True) -> dict:
+    """Returns where a round's fine-tuning starts and what it keeps, as finetune's keywords.
 
     Round 0, the dense fine-tuning, starts at step 0; a model rewound after it continues from the
     rewind step (theta_i's step i, or 0 for theta_0), and one that is not (standard pruning) starts
-    again at 0. Round 0 of a run that rewinds to theta_i keeps its weights at that point in
-    history.snapshot. With lr_decay="all_rounds", every fine-tuning restarts a linear decay spanning
-    all the run's rounds.
+    again at 0. Round 0 of a run that rewinds to theta_i keeps its weights at that point
+    (history.snapshot). With lr_decay="all_rounds", every fine-tuning restarts a linear decay
+    spanning all the run's rounds (the reference code).
     """
     config = run.config
     steps = training_steps(config, run.task, len(run.data[0].features))
-    return finetune(model, run.task, *run.data, config, seed=seed, mask=mask,
-                    start_step=run.theta_i.get("step", 0) if rewound and run.rounds else 0,
-                    lr_decay_steps=steps * len(run.sparsities) if config.lr_decay == "all_rounds" else None,
-                    snapshot_at=config.rewind_at if config.rewind_at and not run.rounds else None,
-                    progress=progress, on_step=on_step)
+    return dict(start_step=run.theta_i.get("step", 0) if rewound and run.rounds else 0,
+                lr_decay_steps=steps * len(run.sparsities) if config.lr_decay == "all_rounds" else None,
+                snapshot_at=config.rewind_at if config.rewind_at and not run.rounds else None)
 
 
 def head_of(model) -> dict:

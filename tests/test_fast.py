@@ -1,5 +1,5 @@
-"""The fast execution (minilth/fast): on the padded batch and on the real tokens only, it gives the outputs and
-gradients of model.py's textbook forward within 1e-5, and transformers' too."""
+"""The fast executions run model.py's own modules: on the padded batch and on the real tokens only, they give the
+outputs and gradients of the textbook execution within 1e-5, and transformers' too."""
 import pytest
 import torch
 import transformers
@@ -7,6 +7,7 @@ import transformers
 from minilth.checkpoints.pretrained import load_into
 from minilth.fast.tokens import PackedTokens, PaddedTokens, length_buckets, token_layout
 from minilth.lottery.baselines import random_prune
+from minilth import model as model_module
 from minilth.model import BertConfig, ModelOutput, build_model
 from minilth.prune import Mask, prunable_names
 from minilth.structured import gradient_importance
@@ -114,12 +115,43 @@ def test_training_mode_runs_through_the_packed_path():
     assert grads["bert.encoder.layer.0.attention.self.key.weight"].abs().sum() > 0
 
 
+TEXTBOOK_MODULES = ("BertEmbeddings", "BertSelfAttention", "BertSelfOutput", "BertAttention", "BertIntermediate",
+                    "BertOutput", "BertLayer", "BertEncoder", "BertPooler", "Dropout")
+
+
+@pytest.mark.parametrize("execution", ["unpadded", "padded", "textbook"])
+@pytest.mark.parametrize("head", ["classification", "mlm"])
+def test_every_module_of_model_py_runs_its_own_forward_under_every_execution(execution, head):
+    """A print, a breakpoint or a hook in any module of model.py runs whatever the execution: speed is a branch inside
+    those forwards, not a second copy of the layer. Each module class fires once per instance it has (dropout
+    modules only in training; the fused attention kernel drops attention probabilities inside, without the
+    attention's Dropout module)."""
+    torch.manual_seed(0)
+    model = build_model(BertConfig(**CONFIG, execution=execution), head=head).train()
+    fired = {name: 0 for name in TEXTBOOK_MODULES}
+    for module in model.modules():
+        name = type(module).__name__
+        if name in fired:
+            module.register_forward_hook(lambda module, args, output, name=name: fired.__setitem__(name,
+                                                                                                   fired[name] + 1))
+    model(**make_batch(LENGTHS))
+    layers = CONFIG["num_hidden_layers"]
+    expected = {"BertEmbeddings": 1, "BertSelfAttention": layers, "BertSelfOutput": layers, "BertAttention": layers,
+                "BertIntermediate": layers, "BertOutput": layers, "BertLayer": layers, "BertEncoder": 1,
+                "BertPooler": 1,
+                "Dropout": 1 + (3 if execution == "textbook" else 2) * layers + (head == "classification")}
+    assert fired == expected
+    assert getattr(model_module, "BertSelfAttention").forward.__module__ == "minilth.model"
+
+
 def test_layout_is_packed_only_when_asked_and_something_is_padded():
     padded_mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
-    assert isinstance(token_layout(padded_mask, unpad=True), PackedTokens)
-    assert isinstance(token_layout(padded_mask, unpad=False), PaddedTokens)
-    assert isinstance(token_layout(torch.ones(2, 3), unpad=True), PaddedTokens)
-    assert isinstance(token_layout(None, unpad=True), PaddedTokens)
+    assert isinstance(token_layout(padded_mask, "unpadded"), PackedTokens)
+    assert isinstance(token_layout(torch.ones(2, 3), "unpadded"), PaddedTokens)
+    assert isinstance(token_layout(None, "unpadded"), PaddedTokens)
+    for execution, fused in (("padded", True), ("textbook", False)):
+        layout = token_layout(padded_mask, execution)
+        assert isinstance(layout, PaddedTokens) and layout.fused is fused
 
 
 def test_packing_keeps_real_tokens_longest_sequence_first():

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "minilth"
 # The modules that are command lines (a top-level `main`): a new command must be declared here, and in README's list.
 COMMANDS = {"find_ticket", "controls", "transfer", "sweep", "weights", "grade"}
 CORE = ("model", "prune", "train", "config", "ticket")
-CORE_LINES, MODEL_LINES, TICKET_LINES = 1500, 450, 300
+CORE_LINES, MODEL_LINES, TICKET_LINES = 1500, 500, 300
 
 
 def module_name(path: Path) -> str:
@@ -132,7 +132,7 @@ def wc_lines(path: Path) -> int:
 
 def test_every_module_is_read_subpackages_included():
     assert {"", "model", "ticket", "data", "data.tasks", "lottery.baselines", "lottery.report", "structured",
-            "structured.importance", "checkpoints.masks", "fast.encoder", "scale.grid"} <= set(MODULES)
+            "structured.importance", "checkpoints.masks", "fast.tokens", "scale.grid"} <= set(MODULES)
     assert MODULES["data"] == PACKAGE / "data" / "__init__.py" and MODULES["controls"] == PACKAGE / "controls.py"
     assert len(MODULES) == len(list(PACKAGE.rglob("*.py")))
 

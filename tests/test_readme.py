@@ -27,7 +27,7 @@ def test_read_the_code_lists_the_core_files_with_their_true_sizes_within_the_bud
         assert size == len((REPOSITORY / path).read_text(encoding="utf-8").splitlines()), f"README's size of {path}"
     total = re.search(r"\| \*\*([\d,]+)\*\* \|", section("Read the code"))
     assert total and int(total.group(1).replace(",", "")) == sum(sizes.values())
-    assert sum(sizes.values()) <= 1500 and sizes["minilth/model.py"] <= 450 and sizes["minilth/ticket.py"] <= 300
+    assert sum(sizes.values()) <= 1500 and sizes["minilth/model.py"] <= 500 and sizes["minilth/ticket.py"] <= 300
 
 
 def test_the_imp_loop_in_readme_is_copied_from_ticket_py():

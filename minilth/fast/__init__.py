@@ -1,12 +1,12 @@
-"""The same BERT, computed faster: BertConfig.execution chooses this package's forward or the textbook one.
+"""The same BERT, computed faster: the layouts and kernels that model.py's forwards branch to.
 
-    model.config.execution = "textbook"   # model.py, as written there
-    model.config.execution = "padded"     # encoder.py on the padded batch: cheaper dropout, fused attention
+    model.config.execution = "textbook"   # every padded position, attention by its formula
+    model.config.execution = "padded"     # the fused attention kernel, the [CLS]-only last layer
     model.config.execution = "unpadded"   # and only the real tokens (the default)
 
 Nothing here changes a number a real token gets (tests/test_fast.py); benchmarks/ measures the gain.
 """
-from .dropout import dropout
-from .encoder import bert_forward
+from .dropout import dropout_multiplier
+from .tokens import PackedTokens, PaddedTokens, Tokens, token_layout
 
-__all__ = ["bert_forward", "dropout"]
+__all__ = ["PackedTokens", "PaddedTokens", "Tokens", "dropout_multiplier", "token_layout"]

@@ -1,4 +1,4 @@
-"""Dropout from 16 random bits per element, and attention that uses it.
+"""Dropout masks from 16 random bits per element (model.Dropout draws them), and attention that uses them.
 
 torch's CPU dropout draws a float per element (aten::bernoulli_, on one thread): 14-19% of a
 training step. The same Bernoulli(1 - p) masks come from 16 random bits per element, four per
@@ -30,15 +30,6 @@ def dropout_multiplier(shape: torch.Size, p: float, dtype: torch.dtype, device: 
     """Returns what dropout multiplies by: 1/(1-p) where an element is kept, 0 where it is dropped."""
     # a float multiplier, not the bool mask: multiplying by a bool tensor converts it to float each time
     return dropout_keep_mask(shape, 1 - p, device).to(dtype).mul_(1 / (1 - p))
-
-
-def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Returns x with each element zeroed with probability p and the others scaled by 1/(1-p) (in training)."""
-    if not training or p == 0.0:
-        return x
-    if x.device.type != "cpu" or p == 1.0:
-        return F.dropout(x, p, training=True)  # CUDA's dropout is one fused kernel already
-    return x * dropout_multiplier(x.shape, p, x.dtype, x.device)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,

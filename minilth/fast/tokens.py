@@ -1,12 +1,14 @@
-"""Where the tokens are: padded (B, T) or packed (N,).
+"""Where the tokens are: padded (B, T) or packed (N,). BertModel.forward picks a layout; every module
+of model.py runs on it.
 
 A padded batch spends the projections, feed-forward and LayerNorms, which are most of the work,
 on padding too: a random RTE batch of 32 holds one 128-token pair and is half padding. Like
 NVIDIA's BERT, MosaicBERT and ModernBERT, PackedTokens gathers the N real tokens into (N, H), so
 everything but attention costs in proportion to real tokens; attention runs per group of
 sequences of similar length, each padded only to its own longest. Both layouts give the layers
-the same operations: select (gather the inputs), first (each sequence's [CLS]), attend, restore
-(back to (B, T, H)).
+the same operations: select (gather the inputs), first (each sequence's [CLS]), attend (PyTorch's
+fused attention; `fused` False asks the layers for the textbook formula instead), restore (back
+to (B, T, H)).
 """
 from __future__ import annotations
 
@@ -15,15 +17,15 @@ from dataclasses import dataclass
 import torch
 
 from .dropout import attention
-# sequences of similar length, each padded only to its own longest. Both layouts give the layers
-# the same three operations: select (gather the inputs), attend, restore (back to (B, T, H)).
 
 
 class PaddedTokens:
     """Every position of the (B, T) batch is computed; padding is only masked out of attention."""
 
-    def __init__(self, attention_mask: torch.Tensor | None):
-        self.key_mask = _key_mask(attention_mask)  # (B, 1, 1, T) or None
+    def __init__(self, attention_mask: torch.Tensor | None, fused: bool = True):
+        self.attention_mask = attention_mask  # (B, T), 1 at real tokens, or None
+        self.fused = fused  # attend() with PyTorch's fused kernel; False: the layers write the formula out
+        self.key_mask = _key_mask(attention_mask) if fused else None  # (B, 1, 1, T) or None
 
     def select(self, grid: torch.Tensor) -> torch.Tensor:
         return grid  # (B, T)
@@ -110,6 +112,8 @@ def length_buckets(lengths: list[int], device: torch.device, min_fill: float = B
 class PackedTokens:
     """Only the N real tokens are computed, packed into (N, H) rows, sequence after sequence, longest first."""
 
+    fused = True  # attention is always the fused kernel, one call per bucket of lengths
+
     def __init__(self, attention_mask: torch.Tensor):
         B, T = attention_mask.shape
         real = attention_mask.bool()  # (B, T)
@@ -156,8 +160,12 @@ class PackedTokens:
         return x.new_zeros(B, x.shape[-1]).index_copy(0, self.first_owner, x).unsqueeze(1)  # (B, 1, H)
 
 
-def token_layout(attention_mask: torch.Tensor | None, unpad: bool) -> PaddedTokens | PackedTokens:
-    """Returns PackedTokens when asked to unpad and something is padded, else PaddedTokens."""
-    if unpad and attention_mask is not None and not bool(attention_mask.all()):
+Tokens = PaddedTokens | PackedTokens
+
+
+def token_layout(attention_mask: torch.Tensor | None, execution: str = "unpadded") -> Tokens:
+    """Returns the layout an execution computes on (BertConfig.execution): PackedTokens for "unpadded" when
+    something is padded, else PaddedTokens, with the textbook's attention for "textbook"."""
+    if execution == "unpadded" and attention_mask is not None and not bool(attention_mask.all()):
         return PackedTokens(attention_mask)
-    return PaddedTokens(attention_mask)
+    return PaddedTokens(attention_mask, fused=execution != "textbook")

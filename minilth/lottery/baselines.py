@@ -156,7 +156,7 @@ def reinitialize(model: nn.Module, names: list[str], how: str = "shuffle", seed:
 def starting_model(run: TicketRun, seed: int):
     """Returns the model an IMP round starts from, before masking: theta_0 (or theta_i), the head from the seed."""
     model = model_for_task(run.checkpoint, run.task, seed)
-    rewind(model, rewind_point(run, seed, model))
+    rewind(model, rewind_point(run, seed, snapshot(model)))
     return model
 
 
