@@ -19,6 +19,7 @@ from ..checkpoints.download import is_offline
 from ..errors import DataError
 from . import sources
 from .glue import load_glue
+from .glue_text import write_glue_text
 from .mlm import load_mlm
 from .squad import load_squad
 from .tasks import Task, get_task
@@ -77,6 +78,8 @@ def download_task(task: Task | str, data_dir: str | Path | None = None) -> Path:
     data_dir = resolve_data_dir(data_dir)
     if task.kind == "span":
         return sources.install_squad(data_dir.parent / task.folder)
+    if task.name == "mlm_glue":  # made from the GLUE files, not downloaded
+        return write_glue_text(data_dir, data_dir.parent / task.folder)
     if task.kind == "mlm":
         return sources.install_wikitext(data_dir.parent, variant="103")
     return sources.install_glue_task(task.folder, data_dir)
