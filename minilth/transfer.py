@@ -50,7 +50,8 @@ def run(args) -> int:
     started = time.perf_counter()
     distributed.start(config.device)  # under torchrun: join the other ranks
     record = transfer_matrix(what.masks, [get_task(task) for task in what.tasks], config, output,
-                             from_arguments(RoundChoice, args), labels=what.labels, progress=not args.quiet)
+                             from_arguments(RoundChoice, args), labels=what.labels,
+                             task_settings=what.task_settings, progress=not args.quiet)
     print(write_outputs(record, output))
     print(f"{time.perf_counter() - started:.0f} s; results in {output}")
     return 0

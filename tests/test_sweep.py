@@ -308,7 +308,7 @@ def test_a_task_fine_tunes_with_its_own_settings_in_every_job(tmp_path):
     assert stored.task_settings == {"cola": {"epochs": 3.0}, "sst2": {"max_train_examples": 20000}}
     assert stored.config_for("cola") == sweep.config_for("cola")
     for bad, message in ((["cola:epochs"], "takes TASK:NAME=VALUE"), (["cola:epochs=x"], "takes a float, got 'x'"),
-                         (["cola:rate=0.3"], "a task may change only"), (["qqp:epochs=3"], "names qqp, which no job"),
+                         (["cola:rate=0.3"], "a task may change only"), (["qqp:epochs=3"], "names qqp, which nothing here"),
                          (["cola:epochs=-1"], "--task-settings of cola ({'epochs': -1.0}): --epochs must be positive"),
                          ({"cola": {"group_by_length": "yes"}}, "takes true or false")):
         with pytest.raises(MinilthError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -1,4 +1,5 @@
 """Transfer: only the mask moves, the pooler rule, MLM tickets onto GLUE, the CLI matrix with resume, bad input."""
+import dataclasses
 import json
 import random
 import shutil
@@ -108,6 +109,31 @@ def test_transfer_equals_finetuning_the_mask_from_theta0(imp_run):
     mask.apply_to(theta_0)
     history = finetune(theta_0, get_task("mrpc"), *data, mrpc, seed=1, mask=mask, progress=False)
     assert metrics == history.final and set(metrics) == {"acc", "f1", "acc_se", "acc_chance"}
+
+
+def test_cells_an_imp_run_trained_are_read_from_it_and_equal_training_them(imp_run, tmp_path):
+    """A task's own mask on its own task, and its dense baseline, are what its IMP run trained: the matrix reads them
+    from the run (the Table-2 grid's rounds serve its transfer matrix) and training them again gives the same
+    numbers to the last digit."""
+    config, output, masks_only = imp_run
+    same = Experiment(**{name: value for name, value in config.to_dict().items() if name in Experiment.__dataclass_fields__})
+    record = transfer_module.transfer_matrix([output], [get_task("rte"), get_task("mrpc")], same, tmp_path,
+                                             sparsity=0.2, labels=["rte@20%"], progress=False, echo=None)
+    runs = record["runs"]
+    imp_round = json.loads((output / "rounds" / "round_02" / "metrics.json").read_text())["metrics"][0]
+    dense_round = json.loads((output / "rounds" / "round_00" / "metrics.json").read_text())["metrics"][0]
+    assert runs["rte@20%|rte|0"]["read_from"].endswith("round_02/metrics.json")
+    assert runs["rte@20%|rte|0"]["metrics"] == imp_round
+    assert runs["dense|rte|0"]["read_from"].endswith("round_00/metrics.json")
+    assert runs["dense|rte|0"]["metrics"] == dense_round
+    assert "read_from" not in runs["rte@20%|mrpc|0"] and "read_from" not in runs["dense|mrpc|0"]  # other tasks: trained
+    mask = load_mask(output / "rounds" / "round_02" / "mask.pt")
+    assert transfer(mask, get_task("rte"), same, seed=0, progress=False) == imp_round
+    assert transfer(None, get_task("rte"), same, seed=0, progress=False) == dense_round
+    other = dataclasses.replace(same, learning_rate=3e-5)  # other settings: nothing is read, everything trained
+    trained = transfer_module.transfer_matrix([output], [get_task("rte")], other, tmp_path / "other", sparsity=0.2,
+                                              labels=["rte@20%"], progress=False, echo=None)
+    assert not any("read_from" in run for run in trained["runs"].values())
 
 
 def write_wikitext(folder, seed=0):

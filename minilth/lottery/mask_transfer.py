@@ -37,7 +37,8 @@ from ..scale import distributed
 from ..settings import check, flag, setting
 from ..train import finetune, model_for_task
 from .report import differences, percent_scale, render_table, to_json, transfer_heatmap, write_csv
-from .run_folder import load_config, load_task_data, read_json
+from .run_folder import load_config, load_task_data, read_json, round_dir
+from .task_settings import TASK_SETTINGS_HELP, for_task, parse_task_settings
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class TransferSettings:
                                     "matrix)")
     tasks: list[str] = setting(help=f"target tasks, any of: {', '.join(TASKS)}")
     labels: list[str] | None = setting(None, "a name per mask source (default: folder@sparsity)")
+    task_settings: list[str] | None = setting(None, TASK_SETTINGS_HELP)
 
     def __post_init__(self):
         self.tasks = [get_task(task).name for task in self.tasks]
@@ -175,15 +177,20 @@ def fingerprint(mask: Mask) -> str:
 
 def transfer_matrix(sources: list[str | Path], tasks: list[Task], config: Experiment, output_dir: str | Path,
                     sparsity=None, seeds: list[int] | None = None, labels: list[str] | None = None,
-                    progress: bool = True, echo=print) -> dict:
+                    task_settings=None, progress: bool = True, echo=print) -> dict:
     """Fills transfer.json in output_dir with every (source, target, seed) and each target's dense baseline; returns it.
 
     `sparsity` picks each source folder's round: None (its sparsest), a number, or a RoundChoice
-    (by the source run's task). Every run is written as soon as it is done and skipped when
-    found, so a rerun resumes. Masks and targets are all checked (names, shapes) before any training.
+    (by the source run's task). `task_settings` ({task: {setting: value}} or TASK:NAME=VALUE
+    strings) gives a target fine-tuning settings of its own. Every run is written as soon as it is
+    done and skipped when found, so a rerun resumes. Masks and targets are all checked (names,
+    shapes) before any training. A cell that an IMP source folder already trained, with the same
+    settings (its own task's mask at that round, or its dense round), is read from the folder, not
+    trained again (`already_trained`).
     """
     output_dir = Path(output_dir)
     seeds = list(seeds or config.seeds)
+    task_settings = parse_task_settings(task_settings, [task.name for task in tasks])
     found = [find_mask(source, _sparsity_of(source, sparsity)) for source in sources]
     labels = labels or [source_label(path, mask) for mask, path in found]
     if len(labels) != len(found) or len(set(labels)) != len(labels) or DENSE in labels:
@@ -194,7 +201,8 @@ def transfer_matrix(sources: list[str | Path], tasks: list[Task], config: Experi
     for target in tasks:  # every target's files are there (or downloaded) before any training
         for split in ("train", target.eval_split):
             task_file(target, config.data_dir, split)
-    record = _open_record(output_dir, config, masks, found, labels)
+    record = _open_record(output_dir, config, masks, found, labels, task_settings)
+    rounds = dict(zip(labels, (path.parent for _, path in found)))  # a source's round folder (or its mask file's)
     todo = [(s, t.name, seed) for t in tasks for s in [DENSE, *labels] for seed in seeds
             if _key(s, t.name, seed) not in record["runs"]]
     if echo:
@@ -203,19 +211,48 @@ def transfer_matrix(sources: list[str | Path], tasks: list[Task], config: Experi
              f"{len(todo)} fine-tunings to do; results in {output_dir}")
     checkpoint = resolve_checkpoint(config.model)
     for target in tasks:
-        task_config = dataclasses.replace(config, task=target.name)
+        task_config = for_task(config, target.name, task_settings)
         pending = [(s, seed) for s, t, seed in todo if t == target.name]
+        trained = {(s, seed): already_trained(rounds.values() if s == DENSE else [rounds[s]], s == DENSE, seed,
+                                              task_config) for s, seed in pending}
         with distributed.rank_0_first():
-            data = load_task_data(task_config, target, checkpoint, progress) if pending else None
+            data = None if all(trained.values()) else load_task_data(task_config, target, checkpoint, progress)
         for source, seed in pending:
-            started = time.perf_counter()
-            metrics = transfer(None if source == DENSE else masks[source], target, task_config, seed, data, progress)
-            record["runs"][_key(source, target.name, seed)] = {"source": source, "target": target.name, "seed": seed,
-                                                          "metrics": metrics,
-                                                          "seconds": round(time.perf_counter() - started, 1)}
+            started, cell = time.perf_counter(), {"source": source, "target": target.name, "seed": seed}
+            if trained[source, seed]:
+                path, cell["metrics"] = trained[source, seed]
+                cell["read_from"] = str(path)
+            else:
+                cell["metrics"] = transfer(None if source == DENSE else masks[source], target, task_config, seed, data,
+                                           progress)
+            record["runs"][_key(source, target.name, seed)] = {**cell,
+                                                               "seconds": round(time.perf_counter() - started, 1)}
             files.write_text(output_dir / "transfer.json", to_json(record))
     record["tasks"], record["labels"], record["seeds"] = [t.name for t in tasks], labels, seeds
     return record
+
+
+def already_trained(round_folders, dense: bool, seed: int, config: Experiment) -> tuple[Path, dict] | None:
+    """Returns (metrics.json, the seed's metrics) of a cell an IMP run already trained, or None.
+
+    A transfer cell fine-tunes theta_0 of the target, with a fresh head drawn from the seed, under
+    the mask: exactly what an IMP round rewinding to theta_0 did when the mask is its own, on its
+    own task, with the same fine-tuning settings (tests/test_transfer.py shows the two equal to the
+    last digit). The dense baseline is the run's round 0 (`dense`: any of `round_folders`' runs).
+    """
+    for folder in round_folders:
+        run_folder = folder.parents[1]
+        if folder.parent.name != "rounds" or not (run_folder / "config.json").is_file():
+            continue  # a mask file, not a find_ticket round
+        run = load_config(run_folder)
+        same = [f.name for f in dataclasses.fields(Experiment) if f.name not in ("seeds", *Experiment.PLACEMENT)]
+        if (any(getattr(run, name) != getattr(config, name) for name in same) or seed not in run.seeds
+                or run.rewind_at or not run.rewind_head or run.lr_decay != "finetuning"):
+            continue
+        path = (round_dir(run_folder, 0) if dense else folder) / "metrics.json"
+        if path.is_file():
+            return path, read_json(path, "")["metrics"][run.seeds.index(seed)]
+    return None
 
 
 def _sparsity_of(source: str | Path, sparsity) -> float | None:
@@ -243,9 +280,11 @@ def _key(source: str, target: str, seed: int) -> str:
     return f"{source}|{target}|{seed}"
 
 
-def _open_record(output_dir: Path, config: Experiment, masks: dict, found, labels) -> dict:
+def _open_record(output_dir: Path, config: Experiment, masks: dict, found, labels, task_settings: dict) -> dict:
     """Returns transfer.json's content, new or stored; a stored one must have the same settings and masks."""
     settings = {k: v for k, v in config.to_dict().items() if k not in ("task", "seeds", *Experiment.PLACEMENT)}
+    if task_settings:  # absent from records written before targets had settings of their own
+        settings["task_settings"] = task_settings
     sources = {label: {"path": str(path), "sparsity": mask.sparsity, "fingerprint": fingerprint(mask)}
                for label, (mask, path) in zip(labels, found)}
     path = output_dir / "transfer.json"

@@ -38,7 +38,6 @@ import json
 import os
 import re
 import time
-import typing
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,12 +49,12 @@ from ..data import TASKS, get_task
 from ..errors import MinilthError
 from ..lottery.baselines import (CONTROLS, ControlSettings, controls_folder, result_path, run_one_control,
                                 stored_result, table2_results, write_table2)
+from ..lottery.mask_transfer import DENSE, fingerprint, format_matrix, summarize_matrix, transfer, write_outputs
 from ..lottery.report import format_table2, render_table, table2
 from ..lottery.run_folder import (RoundChoice, check_same_config, load_task_data, read_json, read_run, round_at,
                                   round_dir, round_done)
-from ..lottery.mask_transfer import DENSE, fingerprint, format_matrix, summarize_matrix, transfer, write_outputs
-from ..settings import check, flag, setting, value_type
-from ..train import FinetuneSettings
+from ..lottery.task_settings import TASK_SETTINGS_HELP, for_task, parse_task_settings
+from ..settings import check, flag, setting
 from ..ticket import find_ticket
 from . import distributed
 
@@ -78,10 +77,8 @@ class SweepSettings:
                                          nargs="*")
     transfer_sources: list[str] | None = setting(None, "the tasks whose masks move (default: every task of the "
                                                        "sweep)")
-    task_settings: list[str] | None = setting(None, "a task's fine-tuning settings where they differ from the shared "
-                                                    "ones, TASK:NAME=VALUE each, e.g. cola:epochs=3 "
-                                                    "sst2:max_train_examples=20000; they hold for every job that "
-                                                    "fine-tunes on the task (IMP, controls, transfer to it)")
+    task_settings: list[str] | None = setting(None, TASK_SETTINGS_HELP + "; they hold for every job that fine-tunes on "
+                                                                         "the task (IMP, controls, transfer to it)")
 
 
 # --- the definition and its jobs -------------------------------------------------------------------
@@ -122,7 +119,7 @@ class Sweep:
 
     def config_for(self, task: str) -> TicketConfig:
         """Returns the shared settings with the task set, and the task's own settings: what its jobs fine-tune with."""
-        return dataclasses.replace(self.config, task=task, **self.task_settings.get(task, {}))
+        return for_task(self.config, task, self.task_settings)
 
     def jobs(self) -> list[Job]:
         """Returns every job of the sweep in its fixed order: IMP, then controls, then transfer cells."""
@@ -240,63 +237,10 @@ def define(output_dir: str | Path, config: TicketConfig, tasks: list[str], contr
     config = dataclasses.replace(config, task=tasks[0])
     choice = sparsity if isinstance(sparsity, RoundChoice) else RoundChoice(sparsity=sparsity)
     sweep = Sweep(Path(output_dir), config, tasks, list(controls), _sparsities(choice, tasks, config),
-                  sources if targets else [], targets, _task_settings(task_settings, [*tasks, *targets]))
-    for task, values in sweep.task_settings.items():
-        try:
-            sweep.config_for(task)  # a value out of range fails here
-        except MinilthError as error:
-            raise SweepError(f"{flag('task_settings')} of {task} ({values}): {error}") from None
+                  sources if targets else [], targets, parse_task_settings(task_settings, [*tasks, *targets]))
+    for task in sweep.task_settings:
+        sweep.config_for(task)  # a value out of range fails here
     return sweep
-
-
-# Settings a task may change: how it is fine-tuned and on how much data. The pruning schedule, the seeds
-# and the checkpoint are the grid's, shared by every task, and where a job runs is each shard's.
-TASK_SETTINGS = tuple(f.name for f in dataclasses.fields(FinetuneSettings) if f.name not in Experiment.PLACEMENT) + (
-    "max_train_examples", "max_eval_examples")
-
-
-def _task_settings(given: dict | list[str] | None, tasks: list[str]) -> dict[str, dict]:
-    """Returns {task: {setting: value}} from a dict or TASK:NAME=VALUE strings, each value of its setting's type."""
-    if not given:
-        return {}
-    if not isinstance(given, dict):
-        parsed = {}
-        for text in given:
-            task, _, assignment = text.partition(":")
-            name, equals, value = assignment.partition("=")
-            check(bool(task and equals and name), f"{flag('task_settings')} takes TASK:NAME=VALUE, e.g. "
-                                                  f"cola:epochs=3; got {text!r}")
-            parsed.setdefault(task, {})[name.strip().replace("-", "_")] = value.strip()
-        given = parsed
-    hints = typing.get_type_hints(TicketConfig)
-    result = {}
-    for task, values in given.items():
-        name = get_task(task).name
-        check(name in tasks, f"{flag('task_settings')} names {task}, which no job of the sweep fine-tunes on "
-                             f"({', '.join(tasks)})")
-        check(isinstance(values, dict), f"{flag('task_settings')} of {task} must map settings to values")
-        for key, value in values.items():
-            check(key in TASK_SETTINGS, f"{flag('task_settings')} {task}:{key}: a task may change only "
-                                        f"{', '.join(TASK_SETTINGS)}")
-            result.setdefault(name, {})[key] = _typed(value, hints[key], f"{task}:{key}")
-    return result
-
-
-def _typed(value, hint, where: str):
-    """Returns a setting's value as its type hint says (a flag's text, or what sweep.json holds)."""
-    kind = value_type(hint)
-    if isinstance(value, str) and kind is not str:
-        text = value.strip().lower()
-        if kind is bool:
-            check(text in ("true", "false"), f"{flag('task_settings')} {where} takes true or false, got {value!r}")
-            return text == "true"
-        try:
-            return kind(value)
-        except ValueError:
-            raise SweepError(f"{flag('task_settings')} {where} takes a {kind.__name__}, got {value!r}") from None
-    check(value is None or isinstance(value, kind) or (kind is float and isinstance(value, int)),
-          f"{flag('task_settings')} {where} takes a {kind.__name__}, got {value!r}")
-    return value
 
 
 def _task_names(names, option: str) -> list[str]:
