@@ -25,9 +25,9 @@ from .data import get_task
 from .errors import run_cli
 from .files import check_writable_folder
 from .lottery.baselines import ControlSettings, controls_folder, run_controls, table2_results, write_table2
-from .lottery.report import SETTING_LABELS, table2
+from .lottery.report import table2
 from .lottery.run_folder import read_run, round_at
-from .lottery.verdict import format_table, summarize, verdict_lines
+from .lottery.verdict import format_table, summarize, table2_verdict, verdict_lines
 from .scale import distributed
 from .settings import CommandParser, SettingsError, add_arguments, add_command_options, from_arguments
 from .structured import StructuredSettings, ranking_caveat
@@ -94,21 +94,7 @@ def print_controls(output, controls: list[str], progress: bool) -> None:
     results = run_controls(run, imp.sparsity, controls, progress=progress, echo=None)
     rows = table2(table2_results(run, imp, results), run.task, imp.sparsity)
     print(write_table2(rows, run.task, controls_folder(run.folder / "controls", imp.sparsity)))
-    metric = run.task.ticket_metric
-    by_setting = {row["setting"]: row for row in rows}
-    for name in controls:
-        gap = by_setting["imp"][f"{metric}_mean"] - by_setting[name][f"{metric}_mean"]
-        spread = max(by_setting["imp"][f"{metric}_std"], by_setting[name][f"{metric}_std"])
-        print(f"IMP minus {SETTING_LABELS[name].lower()} at {100 * imp.sparsity:.0f}%: {separation(gap, spread)}")
-
-
-def separation(gap: float, spread: float) -> str:
-    """Returns a gap between two settings in points and in stds over seeds; under one std they are not told apart."""
-    if spread <= 0:
-        return f"{gap:+.2f} points"
-    if abs(gap) < spread:
-        return f"{gap:+.2f} points, within the larger std over seeds ({spread:.2f}): not told apart"
-    return f"{gap:+.2f} points, {abs(gap) / spread:.0f} times the larger std over seeds"
+    print("\n".join(table2_verdict(table2_results(run, imp, results), run.task, imp.sparsity)))
 
 
 if __name__ == "__main__":

@@ -363,7 +363,7 @@ def test_the_classroom_preset_runs_imp_and_random_pruning_and_prints_both_verdic
 
 
 def test_a_gap_smaller_than_the_spread_is_not_called_a_separation():
-    from minilth.find_ticket import separation
+    from minilth.lottery.verdict import separation
 
     assert separation(75.86, 0.69) == "+75.86 points, 110 times the larger std over seeds"
     assert separation(-8.53, 18.81) == "-8.53 points, within the larger std over seeds (18.81): not told apart"
@@ -424,3 +424,25 @@ def test_the_time_estimate_comes_from_the_runs_own_steps_once_and_trains_nothing
     short = dataclasses.replace(config, max_train_examples=8)  # 2 steps per fine-tuning: too short to time
     find_ticket(short, tmp_path / "short", progress=False, echo=printed.append)
     assert not any("estimated" in line for line in printed) and "rounds at sparsity 0%, 10%" in printed[0]
+
+
+def test_table2_verdict_calls_a_ticket_only_where_the_dense_model_learned():
+    """RTE on MiniLM sits at chance: its verdict is 'undecided', never a ticket, while a task the model learned gets
+    both definitions and the gap to each control in stds over seeds."""
+    from minilth.data.tasks import get_task
+    from minilth.lottery.verdict import table2_verdict
+    stsb = lambda *values: [{"pearson": v, "pearson_chance": 0.0} for v in values]  # noqa: E731
+    learned = {"dense": stsb(0.77, 0.80, 0.80), "imp": stsb(0.81, 0.82, 0.82), "random_pruning": stsb(0.07, 0.06, 0.06)}
+    lines = table2_verdict(learned, get_task("stsb"), 0.5)
+    assert lines[0] == "IMP at 50%: a winning ticket within one dense std (1.73), at least the dense mean"
+    assert lines[1].startswith("IMP minus random pruning at 50%: +75.33 points, ") and "times the larger std" in lines[1]
+    below = {**learned, "imp": stsb(0.78, 0.78, 0.78)}
+    assert table2_verdict(below, get_task("stsb"), 0.5)[0] == ("IMP at 50%: a winning ticket within one dense std "
+                                                               "(1.73), below the dense mean")
+    far_below = {**learned, "imp": stsb(0.70, 0.71, 0.72)}
+    assert table2_verdict(far_below, get_task("stsb"), 0.5)[0].startswith("IMP at 50%: no winning ticket")
+    rte = lambda *values: [{"acc": v, "acc_chance": 0.527} for v in values]  # noqa: E731
+    chance = {"dense": rte(0.55, 0.52, 0.54), "imp": rte(0.56, 0.55, 0.55), "random_pruning": rte(0.53, 0.53, 0.52)}
+    lines = table2_verdict(chance, get_task("rte"), 0.6)
+    assert lines[0].startswith("undecided at 60%: the dense model's acc 53.67 is within noise (1.53) of the 52.70")
+    assert not any("a winning ticket" in line for line in lines) and lines[1].startswith("IMP minus random pruning")

@@ -81,6 +81,24 @@ def test_pooler_is_dropped_or_left_dense_and_other_models_are_refused():
         transfer_mask(glue_mask, wider)
 
 
+@pytest.mark.parametrize("keep_pooler", [False, True], ids=["pooler pruned", "pooler kept"])
+def test_an_mlm_ticket_moves_onto_every_head_s_model(keep_pooler):
+    """The MLM model's mask (its unused pooler pruned, or left out with --keep-pooler) goes onto a classifier, a
+    regression head, a span head and another MLM model: the same flags under the same names; a kept pooler stays
+    dense in every target."""
+    config = BertConfig(**TINY)
+    mlm = build_model(config, "mlm")
+    mask = random_prune(mlm, Mask.dense(mlm, prunable_names(mlm, include_pooler=not keep_pooler)), 0.5, seed=3)
+    for head in ("classification", "regression", "span", "mlm"):
+        target = build_model(config, head)
+        moved = transfer_mask(mask, target)
+        assert moved.names() == prunable_names(target, include_pooler=not keep_pooler), head
+        assert all(torch.equal(moved[name], mask[name]) for name in moved) and moved.num_pruned == mask.num_pruned
+        moved.apply_to(target)
+        assert target.bert.pooler.dense.weight.count_nonzero() == (
+            target.bert.pooler.dense.weight.numel() if keep_pooler else moved[POOLER].sum())
+
+
 def test_transfer_uses_theta0_of_the_target_bit_for_bit(imp_run):
     config, output, _ = imp_run
     mask = load_mask(output / "rounds" / "round_02" / "mask.pt")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .. import files
 from ..data import Task
-from .report import describe, plot_sparsity_curve, render_table, write_csv
+from .report import SETTING_LABELS, describe, percent_scale, plot_sparsity_curve, render_table, write_csv
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +38,7 @@ def summarize(rounds: list, task: Task, structure: str = "unstructured") -> dict
     metric = task.ticket_metric
     dense = describe([m[metric] for m in rounds[0].metrics])
     noise, rule = _noise(rounds[0].metrics, metric, dense)
-    chance = rounds[0].metrics[0].get(f"{metric}_chance")
-    learned = chance is None or dense["mean"] - chance > noise
+    learned, chance = dense_learned(rounds[0].metrics, metric, noise)
     table = []
     for r in rounds:
         values = [m[metric] for m in r.metrics]
@@ -72,6 +71,13 @@ def is_ticket(dense: list[float], subnetwork: list[float], sampling_error: float
     noise = statistics.stdev(dense) if len(dense) > 1 else sampling_error
     mean = statistics.fmean(subnetwork)
     return mean >= statistics.fmean(dense) - noise, mean >= statistics.fmean(dense)
+
+
+def dense_learned(dense_metrics: list[dict], metric: str, noise: float) -> tuple[bool, float | None]:
+    """Returns (whether the dense model is more than `noise` above chance, the chance level); True when the task
+    has no chance level."""
+    chance = dense_metrics[0].get(f"{metric}_chance")
+    return chance is None or statistics.fmean(m[metric] for m in dense_metrics) - chance > noise, chance
 
 
 def _noise(dense_metrics: list[dict], metric: str, dense: dict) -> tuple[float, str]:
@@ -115,6 +121,47 @@ def write_summary(output_dir: Path, rounds: list, task: Task, structure: str = "
     if not plot_sparsity_curve(summary, points, output_dir / "summary.png", title):
         logger.warning("summary.png not written: matplotlib is not installed (pip install matplotlib)")
     return summary
+
+
+def table2_verdict(results: dict[str, list[dict]], task: Task, sparsity: float) -> list[str]:
+    """Returns Table 2's verdict in words: is IMP's subnetwork at `sparsity` a winning ticket (both definitions), and
+    how far it stands from each control, from {setting: [metrics per seed]} ("dense", "imp", then controls).
+
+    The same rules as `summarize`: a dense model within noise of chance makes the ticket "undecided".
+    """
+    metric, scale = task.ticket_metric, percent_scale(task)
+    dense = [m[metric] for m in results["dense"]]
+    noise, _ = _noise(results["dense"], metric, describe(dense))
+    learned, chance = dense_learned(results["dense"], metric, noise)
+    at, imp = f"{100 * sparsity:.0f}%", [m[metric] for m in results["imp"]]
+    within_noise, at_least_dense = is_ticket(dense, imp, noise)
+    lines = [f"IMP at {at}: {'a winning ticket' if within_noise else 'no winning ticket'} within one dense std "
+             f"({scale * noise:.2f}), {'at least' if at_least_dense else 'below'} the dense mean"]
+    if not learned:
+        lines = [f"undecided at {at}: the dense model's {metric} {scale * statistics.fmean(dense):.2f} is within noise "
+                 f"({scale * noise:.2f}) of the {scale * chance:.2f} a model that learned nothing scores, so matching "
+                 f"it says nothing"]
+    for name, runs in results.items():
+        if name in ("dense", "imp") or not runs:
+            continue
+        values = [m[metric] for m in runs]
+        gap = scale * (statistics.fmean(imp) - statistics.fmean(values))
+        spread = scale * max(_std(imp), _std(values))
+        lines.append(f"IMP minus {SETTING_LABELS.get(name, name).lower()} at {at}: {separation(gap, spread)}")
+    return lines
+
+
+def separation(gap: float, spread: float) -> str:
+    """Returns a gap between two settings in points and in stds over seeds; under one std they are not told apart."""
+    if spread <= 0:
+        return f"{gap:+.2f} points"
+    if abs(gap) < spread:
+        return f"{gap:+.2f} points, within the larger std over seeds ({spread:.2f}): not told apart"
+    return f"{gap:+.2f} points, {abs(gap) / spread:.0f} times the larger std over seeds"
+
+
+def _std(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def format_table(summary: dict) -> str:

@@ -54,6 +54,7 @@ from ..lottery.report import format_table2, render_table, table2
 from ..lottery.run_folder import (RoundChoice, check_same_config, load_task_data, read_json, read_run, round_at,
                                   round_dir, round_done)
 from ..lottery.task_settings import TASK_SETTINGS_HELP, for_task, parse_task_settings
+from ..lottery.verdict import table2_verdict
 from ..settings import check, flag, setting
 from ..ticket import find_ticket
 from . import distributed
@@ -470,21 +471,20 @@ def run_shard(sweep: Sweep, index: int = 1, count: int = 1, progress: bool = Tru
 # --- merging what is finished --------------------------------------------------------------------
 
 
-def table2_rows(sweep: Sweep, task: str) -> list[dict]:
-    """Returns Table 2 of the task from its finished jobs (dense, IMP, each control's finished seeds); [] before
-    the IMP job's dense round is done."""
+def table2_results_of(sweep: Sweep, task: str) -> dict[str, list[dict]]:
+    """Returns the task's finished results, {setting: [metrics per seed]} (dense, IMP, each control's finished seeds);
+    {} before the IMP job's dense round is done."""
     if not sweep.round_done(task, 0).exists():
-        return []
+        return {}
     run = read_run(sweep.imp_folder(task), with_data=False)
-    sparsity = sweep.sparsity[task]
-    imp = next((r for r in run.rounds if r.index == sweep.round_index(sparsity)), None)
+    imp = next((r for r in run.rounds if r.index == sweep.round_index(sweep.sparsity[task])), None)
     if imp is None:  # no control can be finished either: they start from that round
-        return table2({"dense": run.rounds[0].metrics}, task, sparsity)
+        return {"dense": run.rounds[0].metrics}
     finished = {}
     for control in sweep.controls:
         paths = [result_path(sweep.controls_folder(task), control, seed) for seed in sweep.config.seeds]
         finished[control] = [result for result in map(stored_result, paths) if result is not None]
-    return table2(table2_results(run, imp, finished), task, sparsity)
+    return table2_results(run, imp, finished)
 
 
 def transfer_record(sweep: Sweep) -> dict:
@@ -504,11 +504,13 @@ def merge(sweep: Sweep, write: bool = True) -> str:
     check_imp_runs(sweep)
     parts = []
     for task in sweep.tasks:
-        rows = table2_rows(sweep, task)
-        if not rows:
+        results = table2_results_of(sweep, task)
+        if not results:
             continue
-        folder = sweep.controls_folder(task)
+        rows, folder = table2(results, task, sweep.sparsity[task]), sweep.controls_folder(task)
         text = write_table2(rows, get_task(task), folder) if write else format_table2(rows, task)
+        if "imp" in results:
+            text += "\n" + "\n".join(table2_verdict(results, get_task(task), sweep.sparsity[task]))
         parts.append(f"Table 2, {get_task(task).display_name} ({folder}):\n{text}")
     if sweep.transfer_targets:
         record = transfer_record(sweep)
