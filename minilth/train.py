@@ -35,7 +35,7 @@ from .prune import snapshot
 from .scale import distributed
 from .settings import SettingsError, check, check_choices, flag, setting
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 NO_DECAY = ("bias", "LayerNorm.weight")  # BERT never decays biases and LayerNorm gains
 MAX_EPOCHS = 1000  # BERT fine-tunes for 2 to 4; more than this is a typing mistake
 
@@ -53,8 +53,9 @@ class FinetuneSettings:
     max_grad_norm: float = setting(1.0, "clip the gradients' global norm to this; 0 turns clipping off")
     group_by_length: bool = setting(False, "batch examples of similar length: less padding, faster; "
                                            "the paper sampled batches at random")
-    precision: str = setting("fp32", "bf16 autocast works on CPUs and GPUs, fp16 (with a loss scaler) on GPUs",
-                             choices=PRECISIONS)
+    precision: str = setting("fp32", "bf16 autocast works on CPUs and GPUs, fp16 (with a loss scaler) on GPUs; auto: "
+                                     "bf16 where the hardware computes it natively (a GPU with bf16, a CPU with "
+                                     "AVX-512 BF16 or AMX), else fp32", choices=PRECISIONS)
     eval_batch_size: int = setting(128, "examples per evaluation batch (no gradients: larger is cheaper)")
     device: str = setting("auto", "auto (a GPU when there is one), cpu, cuda, cuda:1, ...")
     squad_evaluation: str = setting("official", "SQuAD answers and scores: official (evaluate-v1.1.py) or reference "
@@ -144,11 +145,20 @@ def choose_device(device: str | None = "auto") -> torch.device:
 
 def autocast(device: torch.device, precision: str):
     """Returns the autocast context for a precision: bf16 on CPU or CUDA, fp16 on CUDA only."""
+    precision = native_precision(device) if precision == "auto" else precision
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision == "fp16" and device.type != "cuda":
         raise MinilthError("fp16 needs a CUDA GPU (it trains with a gradient scaler); use bf16 on the CPU")
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def native_precision(device: torch.device) -> str:
+    """Returns "bf16" where the device computes bf16 natively, else "fp32": a CPU without AVX-512 BF16 or AMX
+    emulates bf16 matrix products, many times slower than fp32 (measured on an AVX2 CPU: benchmarks/README.md)."""
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported() else "fp32"
 
 
 def model_for_task(checkpoint, task: Task, seed: int = 0) -> BertPreTrainedModel:

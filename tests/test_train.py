@@ -120,3 +120,21 @@ def test_a_run_rewound_to_step_i_continues_the_schedule_and_the_batch_order(tiny
     assert all(torch.equal(a, b) for a, b in zip(resumed_batches, full_batches[3:], strict=True))
     with pytest.raises(MinilthError, match="outside this fine-tuning's 8 steps"):
         run_from(8)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it_natively(monkeypatch, native):
+    """A CPU without AVX-512 BF16 or AMX emulates bf16 matrix products, many times slower than fp32: there the
+    classroom preset's "auto" trains in fp32."""
+    import torch
+
+    from minilth.config import TicketConfig
+    from minilth.train import autocast, native_precision
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    cpu = torch.device("cpu")
+    assert native_precision(cpu) == ("bf16" if native else "fp32")
+    assert TicketConfig.preset("classroom").precision == "auto"
+    with autocast(cpu, "auto"):
+        product = torch.ones(2, 2) @ torch.ones(2, 2)
+    assert product.dtype == (torch.bfloat16 if native else torch.float32)
