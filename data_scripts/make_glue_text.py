@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from minilth.data.folders import resolve_data_dir
+from minilth.data.folders import resolve_data_dir, task_file
 from minilth.data.glue_text import write_glue_text
 from minilth.data.tasks import get_task
 from minilth.errors import run_cli
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data_dir = resolve_data_dir(args.data_dir)
     output = args.output or data_dir.parent / get_task("mlm_glue").folder
-    return run_cli(lambda: report(write_glue_text(data_dir, output)))
+    return run_cli(lambda: report(write_glue_text(data_dir, output, task_file)))
 
 
 def report(folder: Path) -> int:

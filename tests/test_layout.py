@@ -13,7 +13,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "minilth"
 # The modules that are command lines (a top-level `main`): a new command must be declared here, and in README's list.
-COMMANDS = {"find_ticket", "controls", "transfer", "sweep", "weights", "grade"}
+COMMANDS = {"find_ticket", "controls", "transfer", "sweep", "weights", "grade", "train_mlm_head"}
 CORE = ("model", "prune", "train", "config", "ticket")
 CORE_LINES, MODEL_LINES, TICKET_LINES = 1500, 500, 300
 

@@ -8,6 +8,7 @@ import torch
 
 from minilth.checkpoints import from_pretrained, load_tokenizer
 from minilth.data import get_task, load_dataset
+from minilth.data.folders import task_file
 from minilth.data.glue_text import glue_sentences, write_glue_text
 from minilth.lottery.mlm_head import HeadSettings, train_mlm_head
 from minilth.settings import SettingsError
@@ -19,17 +20,17 @@ from minilth.train_mlm_head import main
 def corpus_dir(glue_dir, tmp_path_factory):
     """A data folder holding glue-text/, made from the GLUE samples of tests/fixtures."""
     folder = tmp_path_factory.mktemp("mlm_data")
-    write_glue_text(glue_dir, folder / "glue-text")
+    write_glue_text(glue_dir, folder / "glue-text", task_file)
     return folder
 
 
 def test_the_corpus_holds_each_training_sentence_once_and_held_out_dev_sentences(glue_dir, corpus_dir, tmp_path):
     train = (corpus_dir / "glue-text" / "train.txt").read_text().splitlines()
     dev = (corpus_dir / "glue-text" / "dev.txt").read_text().splitlines()
-    assert len(train) == len(set(train)) and sorted(train) == sorted(glue_sentences(glue_dir, "train"))
+    assert len(train) == len(set(train)) and sorted(train) == sorted(glue_sentences(glue_dir, "train", task_file))
     assert dev and not set(dev) & set(train)
     assert "Our friends won't buy this analysis, let alone the next one we propose." in train  # CoLA's first
-    write_glue_text(glue_dir, tmp_path / "again")  # the same files, byte for byte: shuffled with a fixed seed
+    write_glue_text(glue_dir, tmp_path / "again", task_file)  # the same files, byte for byte: shuffled with a fixed seed
     assert (tmp_path / "again" / "train.txt").read_bytes() == (corpus_dir / "glue-text" / "train.txt").read_bytes()
 
 

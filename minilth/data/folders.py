@@ -79,7 +79,7 @@ def download_task(task: Task | str, data_dir: str | Path | None = None) -> Path:
     if task.kind == "span":
         return sources.install_squad(data_dir.parent / task.folder)
     if task.name == "mlm_glue":  # made from the GLUE files, not downloaded
-        return write_glue_text(data_dir, data_dir.parent / task.folder)
+        return write_glue_text(data_dir, data_dir.parent / task.folder, task_file)
     if task.kind == "mlm":
         return sources.install_wikitext(data_dir.parent, variant="103")
     return sources.install_glue_task(task.folder, data_dir)
