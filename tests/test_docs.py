@@ -1,9 +1,12 @@
-"""The docs say what the code is. Every `minilth/...` path they name exists, every dotted `minilth.` name imports,
-every flag of a `python -m minilth.X` command is a flag of X, README's "Read the code" table gives the core's true
-sizes, README's IMP loop is copied from ticket.py, and the code blocks marked runnable run.
+"""The docs say what the code is: README.md, tutorials/, course/, results/ and benchmarks/README.md. Every
+`minilth/...` path they name exists, every dotted `minilth.` name imports, every flag of a `python -m minilth.X`
+command is a flag of X; README's "Read the code" table gives the core's true sizes and what ticket.py imports from
+lottery/, its IMP loop is copied from ticket.py, its list of the options written by hand is complete; the notebooks'
+parameter cells open as tutorials/README says; and the code blocks marked runnable run.
 
 A block is marked runnable by an HTML comment on the line before it, `<!-- runnable: ... -->`, whose text says
-what the test gives the block to run on (RUNNABLE below names what it sets up for each file).
+what the test runs it on: RUNNABLE below gives, per doc, what is set up (small inputs in place of a download or a
+long training).
 """
 import argparse
 import ast
@@ -194,9 +197,17 @@ def runnable_blocks(doc: str) -> list[str]:
     return re.findall(r"^<!-- runnable: .*? -->\n```python\n(.*?)^```", read(doc), flags=re.S | re.M)
 
 
-def masks_at_the_results_paths(folder: Path) -> None:
-    """Two small masks at the paths results/README's block reads (the real ones are not kept in the repository):
-    both prune the first half of a (32 weights); the first prunes b's first half (16), the second b's other half."""
+def on_the_fixtures(block: str, folder: Path, env, tiny_checkpoint: Path) -> str:
+    """README's block with a tiny random BERT for MiniLM, on the GLUE samples of tests/fixtures (STS-B: 40 pairs)."""
+    env.setenv("MINILTH_DATA_DIR", str(REPOSITORY / "tests" / "fixtures" / "glue"))
+    assert '"all-MiniLM-L6-v2"' in block
+    return block.replace('"all-MiniLM-L6-v2"', repr(str(tiny_checkpoint)))
+
+
+def on_small_masks(block: str, folder: Path, env, tiny_checkpoint: Path) -> str:
+    """results/README's block as it is, on two small masks saved at the paths it reads (the real ones are not kept in
+    the repository): both prune the first half of a (32 weights); the first b's first half (16), the second b's
+    other half."""
     import torch
 
     from minilth.checkpoints import save_mask
@@ -206,17 +217,6 @@ def masks_at_the_results_paths(folder: Path) -> None:
     save_mask(Mask({"a.weight": a, "b.weight": b}), folder / "results/table2_minilm/stsb/rounds/round_02/mask.pt")
     save_mask(Mask({"a.weight": a, "b.weight": ~b}),
               folder / "results/transfer_minilm/masks/cola/rounds/round_02/mask.pt")
-
-
-def on_the_fixtures(block: str, folder: Path, env, tiny_checkpoint: Path) -> str:
-    """README's block with a tiny random BERT for MiniLM, on the GLUE samples of tests/fixtures (STS-B: 40 pairs)."""
-    env.setenv("MINILTH_DATA_DIR", str(REPOSITORY / "tests" / "fixtures" / "glue"))
-    assert '"all-MiniLM-L6-v2"' in block
-    return block.replace('"all-MiniLM-L6-v2"', repr(str(tiny_checkpoint)))
-
-
-def on_small_masks(block: str, folder: Path, env, tiny_checkpoint: Path) -> str:
-    masks_at_the_results_paths(folder)
     return block
 
 
