@@ -210,8 +210,6 @@ def test_classification_gradients_match_transformers():
         assert (grad - theirs[name]).abs().max() < TOL, name
 
 
-
-
 def outputs_at_real_tokens(output, real: torch.Tensor) -> dict[str, torch.Tensor]:
     """Every output of a model, the per-token ones (B, T, ...) at the real tokens only: the unpadded execution does
     not compute padding."""
