@@ -10,7 +10,7 @@ import pytest
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 GLUE_SAMPLES = FIXTURES / "glue"  # the header and the first 40 rows of each real file, byte for byte
-# The complete files the full-data tests read (the tasks of /work/shared/data/README.md's table).
+# The complete files the full-data tests read from MINILTH_DATA_DIR (GLUE's own layout: <Task>/<split>.tsv).
 FULL_GLUE_FILES = [f"{task}/{split}.tsv" for task in ("CoLA", "SST-2", "MRPC", "STS-B", "RTE", "WNLI")
                    for split in ("train", "dev")] + ["QNLI/dev.tsv"]
 

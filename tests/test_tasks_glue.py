@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from minilth.errors import DataError, MinilthError
-from minilth.data import folders, glue
+from minilth.data import glue
 from minilth.data.folders import load_dataset, task_file
 from minilth.data.glue import featurize, load_glue, read_examples
 from minilth.data.tasks import TASKS, get_task
@@ -265,20 +265,35 @@ def test_table_holds_every_task_of_the_paper_with_its_settings():
     assert (get_task("rte").paper_full_bert, get_task("rte").paper_full_bert_std) == (66.1, 4.4)
 
 
-def test_squad_and_mlm_dispatch_to_their_modules_with_the_tasks_lengths(tmp_path, monkeypatch):
-    calls = {}
-    monkeypatch.setattr(folders, "load_squad", lambda path, tokenizer, **kw: calls.setdefault("squad", (path, kw)))
-    monkeypatch.setattr(folders, "load_mlm", lambda path, tokenizer, **kw: calls.setdefault("mlm", (path, kw)))
+def test_squad_and_mlm_load_from_beside_the_glue_folder_with_the_tasks_lengths(tmp_path, glue_dir, minilm_tokenizer):
+    """SQuAD: windows of at most 384 tokens, 128 apart, the question cut to 64; training targets for "train" only.
+    MLM: blocks of 128 tokens. A context of 900 tokens and a question of 100 make every length bind."""
+    import json
+    import shutil
+
+    from minilth.data.squad import load_squad
+    context = " ".join(["the cat sat on the mat"] * 150)  # 900 tokens
+    squad = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": context, "qas": [
+        {"id": "q1", "question": "where " * 100 + "?", "answers": [{"text": "mat", "answer_start": 19}]}]}]}]}
     (tmp_path / "squad").mkdir()
-    (tmp_path / "squad" / "train-v1.1.json").write_text("{}")
-    (tmp_path / "wikitext-103-raw").mkdir()
-    (tmp_path / "wikitext-103-raw" / "wiki.valid.raw").write_text(" = A = \n")
-    load_dataset("squad1.1", tmp_path / "glue", "train", tokenizer=None, max_examples=5)  # found beside glue/
-    load_dataset("mlm", tmp_path, "dev", tokenizer=None)
-    assert calls["squad"] == (tmp_path / "squad" / "train-v1.1.json", dict(
-        max_length=384, doc_stride=128, max_query_length=64, max_examples=5, training=True, progress=True))
-    assert calls["mlm"] == (tmp_path / "wikitext-103-raw" / "wiki.valid.raw",
-                            dict(max_length=128, max_examples=None, progress=True))
+    for name in ("train-v1.1.json", "dev-v1.1.json"):
+        (tmp_path / "squad" / name).write_text(json.dumps(squad))
+    shutil.copytree(glue_dir.parent / "wikitext", tmp_path / "wikitext-103-raw")
+
+    train = load_dataset("squad1.1", tmp_path / "glue", "train", minilm_tokenizer)  # found beside glue/
+    dev = load_dataset("squad1.1", tmp_path / "glue", "dev", minilm_tokenizer)
+    lengths = [len(feature["input_ids"]) for feature in train.features]
+    assert max(lengths) == 384 and len(lengths) == 6  # 900 context tokens in windows of 384 - 64 - 3, 128 apart
+    assert all(feature["token_type_ids"].count(0) == 1 + 64 + 1 for feature in train.features)  # [CLS] q [SEP]
+    word_starts = [0, 4, 8, 12, 15, 19]  # "the cat sat on the mat ": 6 tokens in 23 characters
+    window_starts = [next(offset for offset in offsets if offset is not None)[0] for offsets in train.offsets]
+    assert window_starts == [23 * (token // 6) + word_starts[token % 6] for token in range(0, 6 * 128, 128)]
+    assert all("start_positions" in f for f in train.features) and not any("start_positions" in f for f in dev.features)
+    assert train.features == load_squad(tmp_path / "squad" / "train-v1.1.json", minilm_tokenizer, max_length=384,
+                                        doc_stride=128, max_query_length=64, training=True).features
+
+    mlm = load_dataset("mlm", tmp_path, "dev", minilm_tokenizer)
+    assert {len(feature["input_ids"]) for feature in mlm.features} == {128} and len(mlm) >= 2
 
 
 def test_featurize_truncates_long_pairs_to_max_length(minilm_tokenizer):

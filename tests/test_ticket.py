@@ -46,6 +46,26 @@ def test_cli_end_to_end(tiny_checkpoint, glue_dir, tmp_path, capsys):
     assert (tmp_path / "run" / "summary.png").stat().st_size > 0
 
 
+def test_each_round_prunes_the_model_the_round_before_trained_not_theta_0(tiny_rte_imp_run):
+    """IMP, not one-shot pruning: round k+1's mask is round k's subnetwork, rewound to theta_0 and fine-tuned as the
+    round did (on the CPU the same numbers), pruned by magnitude; pruning theta_0 itself gives another mask."""
+    from minilth.lottery.run_folder import read_run as read_ticket_run
+    from minilth.prune import Mask, magnitude_prune, rewind, snapshot
+    from minilth.train import finetune, model_for_task
+
+    config, output = tiny_rte_imp_run
+    run = read_ticket_run(output, progress=False)
+    seed = config.seeds[0]
+    theta_0 = snapshot(model_for_task(run.checkpoint, run.task, seed))
+    for done, pruned in zip(run.rounds, run.rounds[1:]):
+        model = model_for_task(run.checkpoint, run.task, seed)
+        rewind(model, theta_0, done.mask)
+        finetune(model, run.task, *run.data, config, seed=seed, mask=done.mask, progress=False)
+        assert magnitude_prune(model, done.mask, pruned.sparsity) == pruned.mask, f"round {pruned.index}"
+        oneshot = magnitude_prune(theta_0, Mask.dense(theta_0, done.mask.names()), pruned.sparsity)
+        assert oneshot != pruned.mask, "the run is too short to tell IMP from one-shot pruning"
+
+
 def test_keep_pooler_leaves_it_out_of_every_mask(tiny_checkpoint, glue_dir, tmp_path):
     args = cli_args(tiny_checkpoint, glue_dir, tmp_path / "run", "--keep-pooler")
     args[args.index("--target-sparsity") + 1] = "0.1"
@@ -273,13 +293,13 @@ def test_rewinding_to_theta_i_starts_the_later_rounds_at_step_i_from_theta_i(
 
 
 def test_without_matplotlib_the_summary_says_the_plot_is_missing(tiny_rte_imp_run, tmp_path, monkeypatch, caplog):
-    import minilth.lottery.report as report
     from minilth.data.tasks import get_task
     from minilth.lottery.run_folder import read_run as read_ticket_run
     from minilth.lottery.verdict import write_summary
 
     _, output = tiny_rte_imp_run
-    monkeypatch.setattr(report, "new_figure", lambda figsize: None)  # what it gives without matplotlib
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib...` now raises ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     write_summary(tmp_path, read_ticket_run(output, with_data=False).rounds, get_task("rte"))
     assert (tmp_path / "summary.csv").exists() and not (tmp_path / "summary.png").exists()
     assert "summary.png not written: matplotlib is not installed" in caplog.text

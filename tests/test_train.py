@@ -4,7 +4,7 @@ import torch
 
 from minilth.errors import MinilthError
 from minilth.lottery.baselines import random_prune
-from minilth.prune import Mask, prunable_names
+from minilth.prune import Mask, prunable_names, snapshot
 from minilth.data.folders import load_dataset
 from minilth.data.tasks import get_task
 from minilth.train import choose_device, evaluate, finetune, model_for_task
@@ -54,16 +54,19 @@ def test_mask_holds_after_every_step(tiny_checkpoint, rte):
     assert kept[mask["bert.encoder.layer.0.attention.self.query.weight"]].ne(0).all()
 
 
-def test_snapshot_is_theta_i(tiny_checkpoint, rte):
-    task, train, dev = rte
+def test_snapshot_is_theta_i_the_weights_after_step_i(tiny_checkpoint, rte):
+    """snapshot_at=0.5 of 4 steps keeps the weights after step 2, bit for bit: not those after step 1 or 3."""
+    task, train, _ = rte
     model = model_for_task(tiny_checkpoint, task, seed=0)
-    start = {k: v.clone() for k, v in model.state_dict().items()}
+    after_step = {}
     history = finetune(model, task, train, None, epochs=1, batch_size=8, snapshot_at=0.5, progress=False,
-                       device="cpu")
+                       device="cpu", on_step=lambda step, model: after_step.__setitem__(step, snapshot(model)))
+    assert history.steps == 4 and history.snapshot_step == 2
+    assert history.snapshot.keys() == after_step[2].keys()
+    assert all(torch.equal(history.snapshot[name], after_step[2][name]) for name in after_step[2])
     name = "bert.encoder.layer.1.output.dense.weight"
-    assert history.steps == 4
-    assert not torch.equal(history.snapshot[name], start[name])
-    assert not torch.equal(history.snapshot[name], model.state_dict()[name])
+    assert not torch.equal(after_step[1][name], after_step[2][name])  # each step moves it: the steps differ
+    assert not torch.equal(after_step[3][name], after_step[2][name])
 
 
 def test_regression_trains_and_learns(tiny_checkpoint, glue_dir):

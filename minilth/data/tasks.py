@@ -1,6 +1,6 @@
 """One table of every task in the paper: where its files are, how to read them, how to score it,
-and the hyper-parameters the paper fine-tunes it with. Pure data: reading the files is
-datasets.py's job (load_dataset), scoring metrics.py's (glue_metrics).
+and the hyper-parameters the paper fine-tunes it with. Pure data: finding and reading the files
+is folders.py's job (load_dataset), scoring is scoring.py's (score) and metrics.py's.
 
     task = get_task("sst-2")                      # case and dashes do not matter
     task.folder, task.splits["dev"], task.metrics  # 'SST-2', 'dev.tsv', ('acc',)
