@@ -44,16 +44,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import files
-from ..checkpoints import load_mask, resolve_checkpoint
+from ..checkpoints import resolve_checkpoint
+from ..checkpoints.masks import mask_digest
 from ..config import Experiment, TicketConfig
 from ..data import TASKS, get_task
 from ..errors import MinilthError
-from ..lottery.baselines import (CONTROLS, ControlSettings, controls_folder, result_path, run_one_control,
-                                stored_result, table2_results, write_table2)
+from ..lottery.baselines import (CONTROLS, ControlSettings, check_result, controls_folder, result_path,
+                                 run_one_control, stored_result, table2_results, write_table2)
 from ..lottery.report import format_table2, render_table, table2
-from ..lottery.run_folder import (RoundChoice, check_same_config, load_task_data, read_json, read_run, round_at,
-                                  round_dir, round_done)
-from ..lottery.mask_transfer import DENSE, fingerprint, format_matrix, summarize_matrix, transfer, write_outputs
+from ..lottery.run_folder import (RoundChoice, TicketRun, check_same_config, fingerprint, load_task_data, read_run,
+                                  round_at, round_dir)
+from ..lottery.mask_transfer import DENSE, format_matrix, summarize_matrix, transfer, write_outputs
+from ..schemas import SWEEP, TRANSFER_RUN, FileError, check as check_schema, metrics, read_json
 from ..settings import check, flag, setting, value_type
 from ..train import FinetuneSettings
 from ..ticket import find_ticket
@@ -161,12 +163,24 @@ class Sweep:
         return round_dir(self.imp_folder(task), index) / "metrics.json"
 
     def finished(self, job: Job) -> bool:
-        """Returns True when the job's output exists and reads back whole (a damaged one is not finished)."""
-        path = self.output(job)
+        """Returns True when the job's output is whole and the sweep's: an IMP run whose every round reads back as
+        find_ticket checks it, a result read through its schema and made by the sweep's settings and checkpoint.
+        A damaged one, or another's, is not finished: the job runs again."""
         try:
-            return path.exists() and isinstance(read_json(path, ""), dict)
+            if job.kind == "imp":
+                return read_run(self.imp_folder(job.task), with_data=False).finished
+            if job.kind == "control":
+                return self.output(job).exists() and bool(check_result(self.output(job), self.settings_of(job.task)))
+            return self.output(job).exists() and bool(read_cell(self.output(job)))
         except MinilthError:
             return False
+
+    def settings_of(self, task: str) -> TicketRun:
+        """Returns the task's IMP run as its jobs are made: its settings and fingerprint (no round is read)."""
+        config = self.config_for(task)
+        checkpoint = resolve_checkpoint(config.model)
+        return TicketRun(config, get_task(task), checkpoint, self.imp_folder(task), (), [], mask=None,
+                         fingerprint=fingerprint(config, checkpoint))
 
     # -- what each job needs --
 
@@ -199,7 +213,9 @@ class Sweep:
             return f"waits for {needed.name} (round {index}, {100 * self.config.sparsities()[index]:g}%)"
         if job.kind == "imp" and state == "ready":
             rounds = len(self.config.sparsities())
-            done = next(i for i in range(rounds) if not self.round_done(job.task, i).exists())
+            done = next((i for i in range(rounds) if not self.round_done(job.task, i).exists()), rounds)
+            if done == rounds:  # every round finished, one of them not whole: find_ticket trains it again
+                return "ready: a finished round does not read back whole"
             return f"{done} of {rounds} rounds done" if done else "ready"
         return state
 
@@ -361,9 +377,12 @@ def load_sweep(output_dir: str | Path, **placement) -> Sweep:
         raise SweepError(f"{folder} holds no {DEFINITION}; define the sweep first: "
                          f"python -m minilth.sweep plan --output {folder} --tasks ...")
     fix = f"correct it, or delete it and run the same `python -m minilth.sweep plan` again: finished jobs are kept"
-    stored = read_json(path, fix)
     try:
-        if not isinstance(stored, dict) or stored.get("format") != FORMAT:
+        stored = read_json(path, SWEEP)
+    except FileError as error:
+        raise SweepError(f"{error}; {fix}") from None
+    try:
+        if stored["format"] != FORMAT:
             raise ValueError(f"not a sweep definition of this minilth (format '{FORMAT}')")
         moved = {name: value for name, value in placement.items() if value is not None}
         config = TicketConfig.from_dict({**stored["config"], **moved, "task": stored["tasks"][0]}, str(path))
@@ -479,12 +498,11 @@ class Runner:
         written whole once done."""
         sweep, started, source = self.sweep, time.perf_counter(), {}
         mask = None
-        if job.source != DENSE:
-            index = sweep.round_index(sweep.sparsity[job.source])
-            path = round_dir(sweep.imp_folder(job.source), index) / "mask.pt"
-            mask = load_mask(path)
+        if job.source != DENSE:  # the source's round, read and checked as every command reads it
+            imp = round_at(read_run(sweep.imp_folder(job.source), with_data=False), sweep.sparsity[job.source])
+            mask, path = imp.mask, round_dir(sweep.imp_folder(job.source), imp.index) / "mask.pt"
             source = {"mask": str(path.relative_to(sweep.folder)), "sparsity": mask.sparsity,
-                      "fingerprint": fingerprint(mask)}
+                      "fingerprint": mask_digest(mask)}
         metrics = transfer(mask, get_task(job.task), sweep.config_for(job.task), job.seed, self.task_data(job.task),
                            self.progress)
         label = DENSE if job.source == DENSE else sweep.source_label(job.source)
@@ -539,7 +557,8 @@ def table2_rows(sweep: Sweep, task: str) -> list[dict]:
     finished = {}
     for control in sweep.controls:
         paths = [result_path(sweep.controls_folder(task), control, seed) for seed in sweep.config.seeds]
-        finished[control] = [result for result in map(stored_result, paths) if result is not None]
+        results = (stored_result(path, run, imp.mask) for path in paths)
+        finished[control] = [result for result in results if result is not None]
     return table2(table2_results(run, imp, finished), task, sparsity)
 
 
@@ -548,9 +567,16 @@ def transfer_record(sweep: Sweep) -> dict:
     runs = {}
     for job in sweep.jobs():
         if job.kind == "transfer" and sweep.finished(job):
-            runs[job.name] = read_json(sweep.output(job), "")
+            runs[job.name] = read_cell(sweep.output(job))
     return {"tasks": sweep.transfer_targets, "labels": [sweep.source_label(s) for s in sweep.transfer_sources],
             "runs": runs}
+
+
+def read_cell(path: Path) -> dict:
+    """Returns a transfer cell read through its schema, with its target task's metrics; FileError otherwise."""
+    cell = read_json(path, TRANSFER_RUN)
+    check_schema(metrics(get_task(cell["target"]).metrics), cell["metrics"], f"{path}: metrics")
+    return cell
 
 
 def merge(sweep: Sweep, write: bool = True) -> str:
