@@ -99,7 +99,7 @@ class TicketConfig(StructuredSettings, Experiment):
         except MaskError:
             raise SettingsError(f"{flag('rate')} {self.rate:g} takes more than {MAX_ROUNDS} rounds to "
                                 f"{flag('target_sparsity')} {self.target_sparsity:g}; raise {flag('rate')} (the "
-                                f"paper's 0.1 takes 9)") from None
+                                f"paper's 0.1 takes 9 to 0.9)") from None
         check(0.0 <= self.rewind_at < 1.0, f"{flag('rewind_at')} must be a fraction of training in [0, 1), "
                                            f"got {self.rewind_at}")
         check(not (self.structured and self.include_embeddings),

@@ -184,8 +184,9 @@ def training_steps(settings: FinetuneSettings, task: Task, num_features: int) ->
     """Returns the number of optimiser steps of one fine-tuning: epochs x batches per epoch, rounded up."""
     settings = settings.for_task(task)
     batches = num_batches(num_features, settings.batch_size)
-    check(settings.epochs * batches >= 1 - 1e-9, f"{flag('epochs')} {settings.epochs:g} is less than one step of "
-                                                 f"the {batches} batches of an epoch; give at least {1 / batches:.3g}")
+    check(settings.epochs * batches >= 1 - 1e-9, f"{flag('epochs')} {settings.epochs:g} is less than one step: an "
+                                                 f"epoch is {batches} batch{'es' * (batches != 1)}; give at least "
+                                                 f"{1 / batches:.3g}")
     return max(1, math.ceil(settings.epochs * batches))
 
 

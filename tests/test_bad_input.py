@@ -68,7 +68,7 @@ CONTROLS_CASES = [case for case in FINETUNE_CASES if case[0][0] in ("--seeds", "
     (["--sparsity", "abc"], "--sparsity takes one sparsity (0.5) or TASK=S pairs"),
     (["--sparsity", "2"], "--sparsity must be in (0, 1)"),
     (["--controls", "lucky_guess"], "invalid choice: 'lucky_guess'"),
-    (["--run", "{tmp}/nowhere"], "is not a find_ticket output folder (no config.json)"),
+    (["--imp-run", "{tmp}/nowhere"], "is not a find_ticket output folder (no config.json)"),
 ]
 TRANSFER_CASES = FINETUNE_CASES + LOADING_CASES + OUTPUT_CASES + [
     (["--tasks", "rtx"], "unknown task 'rtx'"),
@@ -133,7 +133,7 @@ def test_find_ticket(tiny, tmp_path, capsys):
 def test_controls(tiny_rte_imp_run, tmp_path, capsys):
     _, imp = tiny_rte_imp_run
     output = tmp_path / "controls"
-    base = ["--run", str(imp), "--controls", "random_pruning", "--output", str(output), "--quiet"]
+    base = ["--imp-run", str(imp), "--controls", "random_pruning", "--output", str(output), "--quiet"]
     assert_each_case_is_one_line_and_writes_nothing(controls_main, base, CONTROLS_CASES, output, tmp_path, capsys)
     assert controls_main(base) == 0 and (output / "sparsity_0.20" / "table2.csv").exists()
 

@@ -273,8 +273,8 @@ def read_rounds(run: TicketRun, repair: bool) -> tuple[list[Round], dict]:
             rounds.append(round_)
         except (FileError, MaskError) as error:  # not whole (a folder in a file's place is refused instead)
             if not repair:
-                raise MinilthError(f"{error}; run the find_ticket command of {run.folder} again: it trains round "
-                                   f"{index} again") from None
+                raise MinilthError(f"{error}; run the find_ticket command of {run.folder} again (in a sweep: its "
+                                   f"shard), which trains round {index} again") from None
             logger.warning(f"{error}: round {index} is trained again, and the rounds after it")
             break
     return rounds, rounds[0].theta_i if rounds else {}

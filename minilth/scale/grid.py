@@ -214,8 +214,10 @@ class Sweep:
         if job.kind == "imp" and state == "ready":
             rounds = len(self.config.sparsities())
             done = next((i for i in range(rounds) if not self.round_done(job.task, i).exists()), rounds)
-            if done == rounds:  # every round finished, one of them not whole: find_ticket trains it again
-                return "ready: a finished round does not read back whole"
+            try:
+                read_run(self.imp_folder(job.task), with_data=False)
+            except MinilthError as error:  # a finished round that is not whole: the job trains it again
+                return f"ready: {error}" if done else "ready"
             return f"{done} of {rounds} rounds done" if done else "ready"
         return state
 
@@ -546,10 +548,11 @@ def run_shard(sweep: Sweep, index: int = 1, count: int = 1, progress: bool = Tru
 
 def table2_rows(sweep: Sweep, task: str) -> list[dict]:
     """Returns Table 2 of the task from its finished jobs (dense, IMP, each control's finished seeds); [] before
-    the IMP job's dense round is done."""
-    if not sweep.round_done(task, 0).exists():
+    the IMP job's dense round is done, or while one of its rounds does not read back whole."""
+    try:
+        run = read_run(sweep.imp_folder(task), with_data=False)
+    except MinilthError:  # not started, or a round to train again: the missing jobs' list says which
         return []
-    run = read_run(sweep.imp_folder(task), with_data=False)
     sparsity = sweep.sparsity[task]
     imp = next((r for r in run.rounds if r.index == sweep.round_index(sparsity)), None)
     if imp is None:  # no control can be finished either: they start from that round
