@@ -66,7 +66,7 @@ def _short(value) -> str:
 
 
 class Schema:
-    """What one value must be; `check` returns it (ints of float fields become floats) or raises Mismatch."""
+    """What one value must be; `check` returns it or raises Mismatch."""
 
     expected = "a value"
 
@@ -81,10 +81,13 @@ class Anything(Schema):
 class Number(Schema):
     """A number (never a bool) in [low, high]; `whole` for counts; infinity only where `infinite` allows it."""
 
-    def __init__(self, low: float = -math.inf, high: float = math.inf, whole: bool = False, infinite: bool = False):
+    def __init__(self, low: float = -math.inf, high: float = math.inf, whole: bool = False, infinite: bool = False,
+                 expected: str | None = None):
         self.low, self.high, self.whole, self.infinite = low, high, whole, infinite
         kind = "a whole number" if whole else "a number"
-        if low > -math.inf and high < math.inf:
+        if expected:
+            self.expected = expected
+        elif low > -math.inf and high < math.inf:
             self.expected = f"{kind} in [{low:g}, {high:g}]"
         elif low > -math.inf:
             self.expected = f"{kind} of at least {low:g}"
@@ -96,7 +99,7 @@ class Number(Schema):
         if isinstance(value, bool) or not isinstance(value, kinds) or math.isnan(value) \
                 or (math.isinf(value) and not self.infinite) or not self.low <= value <= self.high:
             raise Mismatch(field, self.expected, value)
-        return value if self.whole else float(value)
+        return value
 
 
 class Flag(Schema):
@@ -129,7 +132,12 @@ class Maybe(Schema):
         self.expected = f"{inner.expected} or null"
 
     def check(self, value, field: str = ""):
-        return None if value is None else self.inner.check(value, field)
+        try:
+            return None if value is None else self.inner.check(value, field)
+        except Mismatch as mismatch:
+            if mismatch.field != field:  # deeper inside the value: that part's own expectation
+                raise
+            raise Mismatch(field, self.expected, value) from None
 
 
 class ListOf(Schema):
@@ -148,9 +156,9 @@ class ListOf(Schema):
 class MapOf(Schema):
     """A dict whose keys are of `key` (strings by default) and values of `value`."""
 
-    def __init__(self, value: Schema, key: Schema | None = None, min_length: int = 0):
+    def __init__(self, value: Schema, key: Schema | None = None, min_length: int = 0, expected: str | None = None):
         self.value, self.key, self.min_length = value, key or Text(), min_length
-        self.expected = f"a map of {self.key.expected} to {value.expected}"
+        self.expected = expected or f"a map of {self.key.expected} to {value.expected}"
 
     def check(self, value, field: str = ""):
         if not isinstance(value, dict) or len(value) < self.min_length:
@@ -204,7 +212,7 @@ def _join(field: str, key) -> str:
 MAX_SEED = 2**32 - 1  # numpy's generators take seeds up to this
 FRACTION = Number(0, 1)
 SECONDS = Number(0)
-SEED = Number(0, MAX_SEED, whole=True)
+SEED = Number(0, MAX_SEED, whole=True, expected=f"a seed (a whole number from 0 to {MAX_SEED})")
 COUNT = Number(0, whole=True)
 # The range of each metric minilth reports: GLUE's and MLM's are fractions, SQuAD's percent (f1 is both).
 METRIC_RANGES = {"acc": Number(0, 1), "f1": Number(0, 100), "mcc": Number(-1, 1), "pearson": Number(-1, 1),
@@ -234,8 +242,9 @@ def round_record(metric_names: tuple[str, ...]) -> Record:
 MASK_FILE_FORMAT = "minilth-mask"
 MASK_FILE = Record({"format": Text((MASK_FILE_FORMAT,)), "version": COUNT, "names": ListOf(Text(), min_length=1),
                     "shapes": ListOf(ListOf(COUNT)), "num_kept": ListOf(COUNT), "packed": ListOf(Tensor(torch.uint8))})
-HEADS = MapOf(MapOf(Tensor()), key=SEED, min_length=1)  # {seed: {name: tensor}} of each seed's trained head
-THETA_I = Record({"step": COUNT, "weights": MapOf(MapOf(Tensor()), key=SEED, min_length=1)})
+PER_SEED = MapOf(MapOf(Tensor()), key=SEED, min_length=1, expected="a map of seeds to {name: tensor}")
+HEADS = PER_SEED  # each seed's trained task head
+THETA_I = Record({"step": COUNT, "weights": PER_SEED})  # each seed's weights after step i of round 0
 
 SUMMARY = Record({"task": Text(), "metric": Text(), "dense_mean": Number(), "noise": Number(0),
                   "rounds": ListOf(Record({"round": COUNT, "sparsity": FRACTION, "actual_sparsity": FRACTION,
@@ -297,10 +306,11 @@ def _schema_of(hint, choices: tuple | None) -> Schema:
 # --- reading -----------------------------------------------------------------------------------------
 
 
-def check(schema: Schema, value, source: str | Path):
-    """Returns the value as the schema checks it; a FileError `{source}: {field} is ..., expected ...` otherwise."""
+def check(schema: Schema, value, source: str | Path, field: str = ""):
+    """Returns the value as the schema checks it; a FileError `{source}: {field} is ..., expected ...` otherwise
+    (`field`: where the value sits in its file)."""
     try:
-        return schema.check(value)
+        return schema.check(value, field)
     except Mismatch as mismatch:
         raise FileError(f"{source}: {mismatch.describe()}") from None
 

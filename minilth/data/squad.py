@@ -34,7 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import DataError
-from ..schemas import SQUAD, FileError, check
+from ..schemas import SQUAD, FileError, check, not_a_folder
 
 DOWNLOAD_HINT = "python data_scripts/download_squad.py"
 
@@ -83,7 +83,7 @@ def read_squad(path: str | Path) -> list[SquadExample]:
     Each answer's `answer_start` must point at its text in the context; a row where it does not
     raises DataError naming the file and the question id.
     """
-    path = Path(path)
+    path = not_a_folder(path)
     if not path.is_file():
         raise DataError(f"no SQuAD file at {path}: download SQuAD v1.1 with `{DOWNLOAD_HINT}`")
     try:

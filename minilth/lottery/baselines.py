@@ -35,7 +35,7 @@ from ..checkpoints.masks import mask_digest
 from ..prune import (Mask, MaskError, TensorsLike, count_to_prune, magnitude_prune, named_tensors, prune_by_scores,
                      rewind, snapshot, sparsity_schedule)
 from ..scale import distributed
-from ..schemas import STANDARD_PRUNING_PARTIAL, FileError, control_result, read_json, read_torch
+from ..schemas import STANDARD_PRUNING_PARTIAL, FileError, control_result, not_a_folder, read_json, read_torch
 from ..settings import SettingsError, check, check_choices, flag, setting
 from ..structured import pruned_units, random_structured_mask
 from ..ticket import prune, rewind_point, train_subnetwork
@@ -301,7 +301,7 @@ def check_result(path: Path, run: TicketRun, imp_mask: Mask | None = None) -> di
         raise FileError(f"{path} was made with other settings ({', '.join(changed)} differ)")
     if imp_mask is not None and result.get("imp_mask") != mask_digest(imp_mask):
         raise FileError(f"{path} was made against another IMP mask than this round's")
-    mask_file = path.with_name(f"{path.stem}.mask.pt")
+    mask_file = not_a_folder(path.with_name(f"{path.stem}.mask.pt"))
     if not mask_file.is_file() or file_sha256(mask_file) != result.get("mask_file"):
         raise FileError(f"{mask_file} is missing, or is not the mask its result was made with")
     return result

@@ -32,7 +32,7 @@ from ..data.folders import task_file
 from ..errors import MinilthError
 from ..prune import Mask, MaskError, is_pooler, named_tensors, prunable_names
 from ..scale import distributed
-from ..schemas import TRANSFER_RECORD, check as check_schema, metrics as metrics_schema, read_json
+from ..schemas import TRANSFER_RECORD, FileError, check as check_schema, metrics as metrics_schema, read_json
 from ..settings import check, flag, setting
 from ..train import finetune, model_for_task
 from .report import differences, percent_scale, render_table, to_json, transfer_heatmap, write_csv
@@ -231,10 +231,8 @@ def _open_record(output_dir: Path, config: Experiment, masks: dict, found, label
     if not path.exists():  # the folder is made by the first result written into it
         return fresh
     try:
-        stored = read_json(path, TRANSFER_RECORD)
-        for key, run in stored["runs"].items():  # each with its target's metrics
-            check_schema(metrics_schema(get_task(run["target"]).metrics), run["metrics"], f"{path}: runs.{key}")
-    except MinilthError as error:  # written by minilth: a damaged one is done again
+        stored = read_record(path)
+    except FileError as error:  # written by minilth: a damaged one is done again (a folder is refused)
         logger.warning(f"{error}: its fine-tunings are done again")
         return fresh
     if stored["settings"] != settings:
@@ -248,6 +246,22 @@ def _open_record(output_dir: Path, config: Experiment, masks: dict, found, label
                                 f"use another --output or another --labels")
         stored["sources"][label] = info
     return stored
+
+
+def read_record(path: str | Path) -> dict:
+    """Returns transfer.json's content read through its schema, each run with its target task's metrics; FileError
+    otherwise."""
+    record = read_json(path, TRANSFER_RECORD)
+    for key, run in record["runs"].items():
+        check_run_metrics(run, path, f"runs.{key}.")
+    return record
+
+
+def check_run_metrics(run: dict, source: str | Path, field: str = "") -> None:
+    """Raises FileError unless a transfer run (a record's, at `field`; a sweep's cell) holds its target's metrics."""
+    if run["target"] not in TASKS:
+        raise FileError(f"{source}: {field}target is {run['target']!r}, expected one of {', '.join(TASKS)}")
+    check_schema(metrics_schema(TASKS[run["target"]].metrics), run["metrics"], source, f"{field}metrics")
 
 
 def summarize_matrix(record: dict) -> dict:

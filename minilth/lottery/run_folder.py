@@ -187,7 +187,7 @@ def prunable_set(config: TicketConfig, model_or_tensors) -> list[str]:
 
 def load_config(output_dir: str | Path, **placement) -> TicketConfig:
     """Returns the TicketConfig find_ticket stored in the folder, with `placement` overrides (data_dir, device)."""
-    path = Path(output_dir) / "config.json"
+    path = not_a_folder(Path(output_dir) / "config.json")
     if not path.is_file():
         raise MinilthError(f"{output_dir} is not a find_ticket output folder (no config.json); "
                            f"run `python -m minilth.find_ticket --output {output_dir} ...` first")

@@ -54,8 +54,8 @@ from ..lottery.baselines import (CONTROLS, ControlSettings, check_result, contro
 from ..lottery.report import format_table2, render_table, table2
 from ..lottery.run_folder import (RoundChoice, TicketRun, check_same_config, fingerprint, load_task_data, read_run,
                                   round_at, round_dir)
-from ..lottery.mask_transfer import DENSE, format_matrix, summarize_matrix, transfer, write_outputs
-from ..schemas import SWEEP, TRANSFER_RUN, FileError, check as check_schema, metrics, read_json
+from ..lottery.mask_transfer import DENSE, check_run_metrics, format_matrix, summarize_matrix, transfer, write_outputs
+from ..schemas import SWEEP, TRANSFER_RUN, FileError, not_a_folder, read_json
 from ..settings import check, flag, setting, value_type
 from ..train import FinetuneSettings
 from ..ticket import find_ticket
@@ -374,7 +374,7 @@ def load_sweep(output_dir: str | Path, **placement) -> Sweep:
     """Returns the sweep defined in output_dir/sweep.json, with `placement` overrides (data_dir, device); anything
     wrong in the file is one line that names it."""
     folder = Path(output_dir)
-    path = folder / DEFINITION
+    path = not_a_folder(folder / DEFINITION)
     if not path.is_file():
         raise SweepError(f"{folder} holds no {DEFINITION}; define the sweep first: "
                          f"python -m minilth.sweep plan --output {folder} --tasks ...")
@@ -578,7 +578,7 @@ def transfer_record(sweep: Sweep) -> dict:
 def read_cell(path: Path) -> dict:
     """Returns a transfer cell read through its schema, with its target task's metrics; FileError otherwise."""
     cell = read_json(path, TRANSFER_RUN)
-    check_schema(metrics(get_task(cell["target"]).metrics), cell["metrics"], f"{path}: metrics")
+    check_run_metrics(cell, path)
     return cell
 
 
