@@ -30,7 +30,8 @@ def parse_args(argv: list[str] | None, doc: str, mirror_help: str, tasks: list[s
                              f"the official sources)")
     parser.add_argument("--force", action="store_true",
                         help="fetch and unpack again what is already there (a damaged file); archives in the minilth "
-                             "cache are reused when their digest checks")
+                             "cache are reused when their digest checks, and the old copy is replaced only once the "
+                             "new one is whole")
     return parser.parse_args(argv)
 
 

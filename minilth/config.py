@@ -15,12 +15,11 @@ import dataclasses
 from dataclasses import dataclass
 
 from .data.tasks import TASKS, get_task
-from .prune import sparsity_schedule
-from .settings import check, flag, from_dict, setting, to_dict
+from .prune import MAX_ROUNDS, MaskError, sparsity_schedule
+from .schemas import MAX_SEED
+from .settings import SettingsError, check, flag, from_dict, setting, to_dict
 from .structured import StructuredSettings
 from .train import FinetuneSettings
-
-MAX_SEED = 2**32 - 1  # numpy's generators take seeds up to this
 
 
 @dataclass(kw_only=True)
@@ -95,6 +94,12 @@ class TicketConfig(StructuredSettings, Experiment):
         check(0.0 <= self.target_sparsity < 1.0,
               f"{flag('target_sparsity')} must be in [0, 1), got {self.target_sparsity}")
         check(0.0 < self.rate < 1.0, f"{flag('rate')} must be in (0, 1), got {self.rate}")
+        try:
+            self.sparsities()
+        except MaskError:
+            raise SettingsError(f"{flag('rate')} {self.rate:g} takes more than {MAX_ROUNDS} rounds to "
+                                f"{flag('target_sparsity')} {self.target_sparsity:g}; raise {flag('rate')} (the "
+                                f"paper's 0.1 takes 9 to 0.9)") from None
         check(0.0 <= self.rewind_at < 1.0, f"{flag('rewind_at')} must be a fraction of training in [0, 1), "
                                            f"got {self.rewind_at}")
         check(not (self.structured and self.include_embeddings),

@@ -1,4 +1,4 @@
-"""python -m minilth.controls --run runs/rte --controls random_pruning random_reinit: is it a winning ticket?
+"""python -m minilth.controls --imp-run runs/rte --controls random_pruning random_reinit: is it a winning ticket?
 
 Runs the controls of an IMP run (a find_ticket output folder) at one of its rounds, fine-tuned with
 the run's own settings, and prints the paper's Table 2 for it: the dense model, IMP, and each
@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .checkpoints.download import show_progress
 from .config import Experiment
 from .errors import run_cli
 from .files import check_writable_folder
@@ -29,7 +30,7 @@ from .settings import CommandParser, SettingsError, add_arguments, add_command_o
 class ControlsCommand:
     """the IMP run"""
 
-    run: str = setting(help="the find_ticket output folder (e.g. runs/rte)")
+    imp_run: str = setting(help="the find_ticket output folder of the IMP run (e.g. runs/rte)")
 
 
 def build_parser() -> CommandParser:
@@ -38,7 +39,7 @@ def build_parser() -> CommandParser:
         description="Run the controls of an IMP run (a find_ticket output folder) at one of its rounds, fine-tuned "
                     "with the run's own settings, and print the paper's Table 2 for it. Every (control, seed) is "
                     "written as soon as it finishes; rerun the same command to resume.",
-        epilog=f"example: python -m minilth.controls --run runs/rte --sparsity 0.5 --controls {' '.join(TABLE_2)}")
+        epilog=f"example: python -m minilth.controls --imp-run runs/rte --sparsity 0.5 --controls {' '.join(TABLE_2)}")
     add_arguments(parser, ControlsCommand)
     add_arguments(parser, ControlSettings)
     add_arguments(parser, RoundChoice)
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args) -> int:
     """Runs the controls of one IMP run and prints the Table-2 comparison; returns 0."""
-    folder = from_arguments(ControlsCommand, args).run
+    show_progress(not args.quiet)
+    folder = from_arguments(ControlsCommand, args).imp_run
     controls = from_arguments(ControlSettings, args).controls
     if not controls:
         raise SettingsError(f"name the controls to run with --controls: any of {', '.join(CONTROLS)} (the paper's "
@@ -69,7 +71,7 @@ def run(args) -> int:
     output = check_writable_folder(args.output or Path(folder) / "controls")
     started = time.perf_counter()
     distributed.start(imp_run.config.device)  # under torchrun: join the other ranks
-    imp = round_at(imp_run, choice.at(imp_run.task.name))
+    imp = round_at(imp_run, choice.at(imp_run.task.name, strict=True))
     results = run_controls(imp_run, imp.sparsity, controls, seeds, output, progress=not args.quiet)
     rows = table2(table2_results(imp_run, imp, results), imp_run.task, imp.sparsity)
     table_folder = controls_folder(output, imp.sparsity)

@@ -47,15 +47,18 @@ def atomic_path(path: str | Path):
         yield Path(os.devnull)
         return
     path = Path(path)
+    if path.is_dir():  # checked first: the rename would fail only after the whole file is written
+        raise MinilthError(f"{path} is a folder, where minilth writes a file; move the folder away, or give another "
+                           f"--output")
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = temporary_path(path)
     with _locked(temp):
         try:
             yield temp
+            os.replace(temp, path)  # under the lock: no other writer is halfway through this temporary
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        os.replace(temp, path)  # under the lock: no other writer is halfway through this temporary
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ import logging
 import sys
 import time
 
+from .checkpoints.download import show_progress
 from .config import PRESETS, Experiment, TicketConfig
 from .data import get_task
 from .errors import run_cli
@@ -61,6 +62,7 @@ def run(args) -> int:
     if not hasattr(args, "task") and (preset is None or "task" not in preset.settings):
         named = [name for name, preset in PRESETS.items() if "task" in preset.settings]
         raise SettingsError(f"give --task (or a --preset that names one: {', '.join(named)})")
+    show_progress(not args.quiet)
     config = from_arguments(TicketConfig, args, defaults=preset.settings if preset else None)
     controls = from_arguments(ControlSettings, args, defaults={"controls": list(preset.controls)} if preset else None)
     output = check_writable_folder(args.output or default_output(args.preset or config.task, config))

@@ -40,6 +40,7 @@ POOLER_PATTERN = r"pooler\.dense\.weight"
 EMBEDDINGS_PATTERN = r"embeddings\.(word|position|token_type)_embeddings\.weight"
 
 TensorsLike = nn.Module | Mapping[str, torch.Tensor]
+MAX_ROUNDS = 100  # of a schedule: the paper's has 9 pruned rounds
 
 
 # --- names and tensors -----------------------------------------------------------------------------
@@ -273,6 +274,9 @@ def sparsity_schedule(target: float = 0.9, rate: float = 0.1, kind: str = "origi
     level = (lambda k: k * rate) if kind == "original" else (lambda k: 1.0 - (1.0 - rate) ** k)
     levels, k = [], 1
     while target > 0 and (not levels or levels[-1] < target):
+        if k > MAX_ROUNDS:  # a rate of 1e-6 would be 900,000 rounds, 1e-300 never reaches the target
+            raise MaskError(f"pruning rate {rate:g} takes more than {MAX_ROUNDS} rounds to sparsity {target:g}; "
+                            f"raise the rate")
         levels.append(min(round(level(k), 10), target))
         k += 1
     return levels

@@ -19,7 +19,8 @@ import dataclasses
 import re
 import typing
 
-from .errors import MinilthError
+from . import schemas
+from .errors import MinilthError, report_once
 
 
 class SettingsError(MinilthError, ValueError):
@@ -86,6 +87,7 @@ def declared_fields(cls) -> list[dataclasses.Field]:
 
 def _add_flag(group, field: dataclasses.Field, hint, required: bool) -> None:
     kind, default = field.metadata.get("type") or value_type(hint), _default(field)
+    kind = text if kind is str else kind
     options = dict(dest=field.name, default=argparse.SUPPRESS, help=_help(field, default))
     if kind is bool:
         action = argparse.BooleanOptionalAction if default is True else "store_true"
@@ -98,17 +100,33 @@ def _add_flag(group, field: dataclasses.Field, hint, required: bool) -> None:
                        metavar=None if choices else field.name.upper(), **options)
 
 
+def text(value: str) -> str:
+    """Returns a text flag's value; an empty one is refused, as it would be read as the current folder or a default."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty value; give a value")
+    return value
+
+
 class CommandParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line, `error: ...; see --help`, and exit 2 (no usage block)."""
+    """An ArgumentParser whose errors are one line, `error: ...; see --help`, and exit 2 (no usage block).
+
+    Flags are never abbreviated: a prefix that works today is ambiguous once a flag is added, and
+    torchrun, whose parser reads the command's flags too, takes `--run` for its own `--run-path`.
+    Under torchrun only rank 0 prints the line (errors.report_once).
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
-        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+        self.exit(report_once(f"error: {message}; see {self.prog} --help", 2))
 
 
 def add_command_options(parser: argparse.ArgumentParser, output: str, quiet: bool = True) -> None:
     """Adds the options of a command that are not settings of its run: --output (and --quiet)."""
     group = parser.add_argument_group("command")
-    group.add_argument("--output", default=None, help=f"output folder (default: {output})")
+    group.add_argument("--output", default=None, type=text, help=f"output folder (default: {output})")
     if quiet:
         group.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -145,9 +163,10 @@ def from_dict(cls, values: dict, source: str):
                             f"it was written by another version; use that version, or delete those keys if the "
                             f"run used their defaults")
     try:
-        return cls(**values)
-    except TypeError as error:  # a required setting is missing
-        raise SettingsError(f"{source} is incomplete ({error}); start a new output folder") from None
+        return cls(**schemas.check(schemas.settings_record(cls), values, source))
+    except schemas.FileError as error:  # a value of the wrong type, or a required setting missing
+        raise SettingsError(f"{error}; correct it there, or delete the file and rerun the command that wrote it") \
+            from None
     except SettingsError as error:  # the check names a flag the user never gave: in a file it is a key
         message = re.sub(r"--([a-z][a-z-]*)", lambda match: match.group(1).replace("-", "_"), str(error))
         raise SettingsError(f"{source}: {message}; correct it there, or delete the file and rerun the command "

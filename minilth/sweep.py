@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from .checkpoints.download import show_progress
 from .config import Experiment, TicketConfig
 from .errors import run_cli
 from .files import check_writable_folder
@@ -81,6 +82,7 @@ def plan_command(args) -> int:
 
 def run_command(args) -> int:
     """Runs the share of the jobs --shard names; returns 0, also when some jobs wait for other shards."""
+    show_progress(not args.quiet)
     index, count = parse_shard(args.shard)
     placement = {name: getattr(args, name) for name in Experiment.PLACEMENT if hasattr(args, name)}
     sweep = load_sweep(args.output or DEFAULT_FOLDER, **placement)

@@ -123,7 +123,7 @@ def parse_device(device: str | None) -> torch.device | None:
         named = torch.device(device)
     except (RuntimeError, TypeError):
         named = None
-    if named is None or named.type not in ("cpu", "cuda"):
+    if named is None or named.type not in ("cpu", "cuda") or (named.type == "cpu" and named.index is not None):
         raise SettingsError(f"unknown device '{device}' ({flag('device')}); use auto, cpu, cuda or cuda:N")
     return named
 
@@ -193,7 +193,11 @@ def linear_schedule(optimizer, decay_steps: int, warmup_steps: int = 0, start_st
 def training_steps(settings: FinetuneSettings, task: Task, num_features: int) -> int:
     """Returns the number of optimiser steps of one fine-tuning: epochs x batches per epoch, rounded up."""
     settings = settings.for_task(task)
-    return max(1, math.ceil(settings.epochs * num_batches(num_features, settings.batch_size)))
+    batches = num_batches(num_features, settings.batch_size)
+    check(settings.epochs * batches >= 1 - 1e-9, f"{flag('epochs')} {settings.epochs:g} is less than one step: an "
+                                                 f"epoch is {batches} batch{'es' * (batches != 1)}; give at least "
+                                                 f"{1 / batches:.3g}")
+    return max(1, math.ceil(settings.epochs * batches))
 
 
 def finetune(model: BertPreTrainedModel, task: Task, train_data, eval_data=None,
@@ -270,6 +274,7 @@ def finetune(model: BertPreTrainedModel, task: Task, train_data, eval_data=None,
             if history.steps == total_steps:
                 break
         epoch += 1
+        _check_finite(largest_weight(model), history.steps, settings, "the largest weight")
         if eval_data is not None:
             history.epochs.append(evaluate(model, task, eval_data, settings))
             bar.write(f"epoch {epoch}: " + ", ".join(f"{k} {history.epochs[-1][k]:.4f}" for k in task.metrics))
@@ -307,11 +312,17 @@ def _backward_and_step(loss, model, optimizer, scaler, max_grad_norm: float) -> 
         optimizer.step()
 
 
-def _check_finite(loss: float, step: int, settings: FinetuneSettings) -> None:
-    """Raises MinilthError when training diverged: a loss of nan or inf makes every later number meaningless."""
-    if not math.isfinite(loss):
-        raise MinilthError(f"the training loss is {loss} at step {step}: training diverged; lower --learning-rate "
+def _check_finite(value: float, step: int, settings: FinetuneSettings, what: str = "the training loss") -> None:
+    """Raises MinilthError when training diverged: a loss or a weight of nan or inf makes every later number
+    meaningless (and pruning by magnitude impossible)."""
+    if not math.isfinite(value):
+        raise MinilthError(f"{what} is {value} at step {step}: training diverged; lower --learning-rate "
                            f"(now {settings.learning_rate:g})")
+
+
+def largest_weight(model: torch.nn.Module) -> float:
+    """Returns the largest |weight| of the model (nan when one is nan), in one read from the device."""
+    return torch.stack([p.detach().abs().max().float() for p in model.parameters()]).max().item()
 
 
 def _loss_terms(batch: dict, task: Task) -> torch.Tensor:

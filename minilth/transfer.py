@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 
+from .checkpoints.download import show_progress
 from .config import Experiment
 from .data import get_task
 from .errors import run_cli
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args) -> int:
     """Fills the transfer matrix the arguments describe, writes and prints it; returns 0."""
+    show_progress(not args.quiet)
     what = from_arguments(TransferSettings, args)
     config = from_arguments(Experiment, args, task=what.tasks[0])
     output = check_writable_folder(args.output or "runs/transfer")

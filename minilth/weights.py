@@ -11,13 +11,13 @@ import sys
 from .checkpoints import from_pretrained
 from .errors import run_cli
 from .model import HEADS, count_parameters
-from .settings import CommandParser
+from .settings import CommandParser, text
 
 
 def build_parser() -> CommandParser:
     parser = CommandParser(prog="python -m minilth.weights",
                            description="Load a BERT checkpoint and say what it holds.")
-    parser.add_argument("checkpoint", help="a name (bert-base-uncased), a folder or a weights file")
+    parser.add_argument("checkpoint", type=text, help="a name (bert-base-uncased), a folder or a weights file")
     parser.add_argument("--head", default="base", choices=list(HEADS), help="the model to load it into")
     return parser
 

@@ -18,6 +18,6 @@ TASK=${1:-stsb}
 TIMEFORMAT="find_ticket wall %2R s"; time python -m minilth.find_ticket --task "$TASK" --model "$MODEL" \
   --output "results/table2_minilm/$TASK" --target-sparsity 0.5 --rate 0.25 \
   --keep-pooler --seeds 0 1 2 --epochs 1 --learning-rate 1e-4 --group-by-length --device cpu --quiet
-TIMEFORMAT="controls wall %2R s"; time python -m minilth.controls --run "results/table2_minilm/$TASK" \
+TIMEFORMAT="controls wall %2R s"; time python -m minilth.controls --imp-run "results/table2_minilm/$TASK" \
   --sparsity 0.5 --seeds 0 1 2 --quiet --controls random_pruning random_pruning_layerwise random_reinit \
   random_reinit_fresh standard_pruning oneshot

@@ -33,6 +33,7 @@ FINETUNE_CASES = [
     (["--seeds", "0", "0"], "--seeds must differ"),
     (["--device", "meta"], "unknown device 'meta' (--device)"),
     (["--device", "mps"], "unknown device 'mps' (--device)"),
+    (["--device", "cpu:1"], "unknown device 'cpu:1' (--device); use auto, cpu, cuda or cuda:N"),
     (["--precision", "fp8"], "invalid choice: 'fp8'"),
     (["--squad-evaluation", "fancy"], "invalid choice: 'fancy'"),
     (["--max-train-examples", "0"], "--max-train-examples must be at least 1"),
@@ -42,9 +43,12 @@ if not torch.cuda.is_available():
     FINETUNE_CASES.append((["--precision", "fp16"], "fp16 needs a CUDA GPU"))
 # The same, for the commands that load a model and data before any work (find_ticket, transfer).
 LOADING_CASES = [(["--model", "{tmp}/nowhere"], "is neither a local checkpoint nor a known name"),
-                 (["--data-dir", "{tmp}/nowhere"], "not found")]
+                 (["--model", ""], "argument --model: an empty value; give a value"),
+                 (["--data-dir", "{tmp}/nowhere"], "not found"),
+                 (["--data-dir", " "], "argument --data-dir: an empty value; give a value")]
 OUTPUT_CASES = [(["--output", "{file}"], "is a file, not a folder"),
-                (["--output", "{file}/sub"], "cannot be written")]
+                (["--output", "{file}/sub"], "cannot be written"),
+                (["--output", ""], "argument --output: an empty value; give a value")]
 
 FIND_TICKET_CASES = FINETUNE_CASES + LOADING_CASES + OUTPUT_CASES + [
     (["--task", "rtx"], "unknown task 'rtx'"),
@@ -60,6 +64,11 @@ FIND_TICKET_CASES = FINETUNE_CASES + LOADING_CASES + OUTPUT_CASES + [
     (["--controls", "lucky_guess"], "invalid choice: 'lucky_guess'"),
     (["--preset", "huge"], "invalid choice: 'huge'"),
     (["--task", "stsb", "--max-eval-examples", "1"], "a correlation needs at least 2 examples"),
+    (["--rate", "1e-300"], "--rate 1e-300 takes more than 100 rounds to --target-sparsity 0.1; raise --rate"),
+    (["--rate", "1e-6"], "--rate 1e-06 takes more than 100 rounds"),
+    (["--structure", "heads", "--importance", "gradient", "--importance-batches", "99999999999999999999"],
+     "--importance-batches must be a whole number of batches from 0 (all of them) to 1,000,000"),
+    (["--epochs", "1e-300"], "--epochs 1e-300 is less than one step: an epoch is 1 batch; give at least 1"),
 ]
 CONTROLS_CASES = [case for case in FINETUNE_CASES if case[0][0] in ("--seeds", "--device", "--no-such-flag")] + \
     OUTPUT_CASES + [
@@ -68,13 +77,17 @@ CONTROLS_CASES = [case for case in FINETUNE_CASES if case[0][0] in ("--seeds", "
     (["--sparsity", "abc"], "--sparsity takes one sparsity (0.5) or TASK=S pairs"),
     (["--sparsity", "2"], "--sparsity must be in (0, 1)"),
     (["--controls", "lucky_guess"], "invalid choice: 'lucky_guess'"),
-    (["--run", "{tmp}/nowhere"], "is not a find_ticket output folder (no config.json)"),
+    (["--sparsity", "mrpc=0.1"], "--sparsity names mrpc, but the run is rte's; give --sparsity S or rte=S"),
+    (["--imp-run", "{tmp}/nowhere"], "is not a find_ticket output folder (no config.json)"),
+    (["--imp-run", "{file}"], "is not a find_ticket output folder (no config.json)"),
+    (["--imp", "{tmp}"], "unrecognized arguments: --imp"),  # never an abbreviation: torchrun takes some for its own
 ]
 TRANSFER_CASES = FINETUNE_CASES + LOADING_CASES + OUTPUT_CASES + [
     (["--tasks", "rtx"], "unknown task 'rtx'"),
     (["--tasks", "rte", "rte"], "--tasks names a task twice"),
-    (["--sparsity", "0.7"], "has no mask at sparsity 0.7 (it has 0.10, 0.20)"),
+    (["--sparsity", "0.7"], "has no finished round at sparsity 0.7 (it has 0.1, 0.2)"),
     (["--labels", "a", "b"], "give one distinct label per mask source"),
+    (["--labels", ""], "argument --labels: an empty value; give a value"),
     (["--masks", "{tmp}/nowhere"], "does not exist; give a mask.pt file or a find_ticket output folder"),
 ]
 # (a plan may be written where no GPU is, for machines that have one: fp16 is checked when a shard runs)
@@ -133,7 +146,7 @@ def test_find_ticket(tiny, tmp_path, capsys):
 def test_controls(tiny_rte_imp_run, tmp_path, capsys):
     _, imp = tiny_rte_imp_run
     output = tmp_path / "controls"
-    base = ["--run", str(imp), "--controls", "random_pruning", "--output", str(output), "--quiet"]
+    base = ["--imp-run", str(imp), "--controls", "random_pruning", "--output", str(output), "--quiet"]
     assert_each_case_is_one_line_and_writes_nothing(controls_main, base, CONTROLS_CASES, output, tmp_path, capsys)
     assert controls_main(base) == 0 and (output / "sparsity_0.20" / "table2.csv").exists()
 
@@ -155,8 +168,10 @@ def test_sweep_plan(tiny, tmp_path, capsys):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda d: d.update(controls=["lucky_guess"]), "unknown control 'lucky_guess'"),
+    (lambda d: d.update(controls="r"), "controls is 'r', expected a list (each a non-empty string)"),
     (lambda d: d.update(tasks=["s"]), "unknown task 's'"),
-    (lambda d: d.pop("transfer"), "KeyError 'transfer'"),
+    (lambda d: d.pop("transfer"), "transfer is missing, expected an object with sources, targets"),
+    (lambda d: d.update(transfer="all"), "transfer is 'all', expected an object with sources, targets"),
     (lambda d: d.update(sparsity={"rte": 0.7}), "sparsity 0.7 is not a sparsity IMP reaches"),
     (lambda d: d["config"].update(seeds=[-1]), "seeds must be whole numbers"),
     (lambda d: d["config"].update(learning_rate="fast"), "sweep.json"),
@@ -185,7 +200,8 @@ def test_weights(tiny_checkpoint, tmp_path, capsys):
     (garbage / "pytorch_model.bin").write_bytes(b"not a zip")
     for argv, message in [([str(tmp_path / "nowhere")], "is neither a local checkpoint nor a known name"),
                           ([str(tiny_checkpoint), "--head", "bogus"], "invalid choice: 'bogus'"),
-                          ([str(garbage)], "not a whole PyTorch file")]:
+                          ([str(garbage)], "not a whole PyTorch file"),
+                          ([""], "argument checkpoint: an empty value; give a value")]:
         assert message in one_line_error(weights_main, argv, capsys)
     assert weights_main([str(tiny_checkpoint), "--head", "mlm"]) == 0
 
@@ -222,8 +238,8 @@ def test_a_damaged_control_result_is_run_again_and_says_so(tiny_rte_imp_run, tmp
     (tmp_path / "sparsity_0.20" / "standard_pruning" / "seed_0.json").unlink()
     caplog.clear()
     again = run_controls(imp, 0.2, ["random_pruning", "standard_pruning"], [0], tmp_path, progress=False, echo=None)
-    assert f"{damaged} is damaged: it is run again" in caplog.text
-    assert f"{partial} is damaged" in caplog.text and "starts this seed over" in caplog.text
+    assert f"{damaged} is missing or damaged (JSONDecodeError): it is run again" in caplog.text
+    assert f"{partial} is missing or damaged" in caplog.text and "starts this seed over" in caplog.text
     strip = lambda r: {k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
     assert [strip(r) for runs in again.values() for r in runs] == [strip(r) for runs in first.values() for r in runs]
     assert not partial.exists()
@@ -235,12 +251,20 @@ def test_a_damaged_transfer_record_is_done_again(tiny_rte_imp_run, tiny, tmp_pat
     argv = ["--masks", str(imp), "--tasks", "rte", *tiny, "--output", str(output), "--quiet"]
     assert transfer_main(argv) == 0
     before = json.loads((output / "transfer.json").read_text())["runs"]
-    truncate(output / "transfer.json")
-    caplog.clear()
-    assert transfer_main(argv) == 0
-    assert "transfer.json is missing or damaged" in caplog.text and "done again" in caplog.text
-    after = json.loads((output / "transfer.json").read_text())["runs"]
-    assert {k: v["metrics"] for k, v in after.items()} == {k: v["metrics"] for k, v in before.items()}
+    for damage, said in ((truncate, "transfer.json is missing or damaged"),
+                         (wrong_type, ".metrics.acc is 'x', expected a number or null")):
+        damage(output / "transfer.json")
+        caplog.clear()
+        assert transfer_main(argv) == 0
+        assert said in caplog.text and "done again" in caplog.text, caplog.text
+        after = json.loads((output / "transfer.json").read_text())["runs"]
+        assert {k: v["metrics"] for k, v in after.items()} == {k: v["metrics"] for k, v in before.items()}
+
+
+def wrong_type(path):
+    record = json.loads(path.read_text())
+    next(iter(record["runs"].values()))["metrics"]["acc"] = "x"
+    path.write_text(json.dumps(record))
 
 
 def test_a_truncated_sweep_result_is_not_done_and_the_next_run_redoes_it(tiny, tmp_path, capsys):
@@ -256,6 +280,13 @@ def test_a_truncated_sweep_result_is_not_done_and_the_next_run_redoes_it(tiny, t
     assert "2 done, 1 ready, 0 waiting" in capsys.readouterr().out  # IMP and the dense baseline; the cell is not
     assert sweep_main(["run", "--output", str(output), "--quiet"]) == 0
     assert json.loads(cell.read_text())["metrics"] == metrics
+
+
+def test_a_diverging_learning_rate_is_named_as_the_cause(tiny, tmp_path, capsys):
+    """1e300 makes the weights nan after the first step: the line names the learning rate, not magnitude pruning."""
+    line = one_line_error(find_ticket_main, ["--task", "rte", *tiny, "--learning-rate", "1e300", "--output",
+                                             str(tmp_path / "run"), "--quiet"], capsys)
+    assert "training diverged; lower --learning-rate (now 1e+300)" in line and "the largest weight is nan" in line
 
 
 def test_an_undefined_metric_is_never_a_silent_nan(caplog):

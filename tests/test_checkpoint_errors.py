@@ -219,6 +219,15 @@ def test_cli_safetensors_range_that_does_not_fit_the_shape(tmp_path, tiny_checkp
                           "download it again")
 
 
+@pytest.mark.parametrize("layers", [3, 1])
+def test_cli_config_with_more_or_fewer_layers_than_the_weights(tmp_path, tiny_checkpoint, layers):
+    """Loading on would train layers from random weights, or drop some, after a few warnings."""
+    folder = folder_with_config(tmp_path, {**TINY, "num_hidden_layers": layers})
+    (folder / "pytorch_model.bin").write_bytes((tiny_checkpoint / "pytorch_model.bin").read_bytes())
+    assert_one_line_error(weights_cli(folder), f"{folder}: its config says num_hidden_layers {layers}, but its weights "
+                                               f"hold 2 layers; use the config that came with these weights")
+
+
 def test_cli_bin_holding_a_list(tmp_path, tiny_checkpoint):
     folder = folder_with_config(tmp_path, (tiny_checkpoint / "config.json").read_text())
     torch.save([torch.zeros(2)], folder / "pytorch_model.bin")

@@ -178,7 +178,7 @@ def test_run_controls_writes_each_result_and_resumes(imp_run, tmp_path, monkeypa
 
 def test_cli_prints_table2_and_resumes(imp_run, tmp_path, capsys):
     _, imp_dir, _ = imp_run
-    args = ["--run", str(imp_dir), "--sparsity", "0.1", "--controls", "random_pruning", "oneshot",
+    args = ["--imp-run", str(imp_dir), "--sparsity", "0.1", "--controls", "random_pruning", "oneshot",
             "--output", str(tmp_path / "c"), "--quiet"]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -195,15 +195,15 @@ def test_cli_prints_table2_and_resumes(imp_run, tmp_path, capsys):
 
 def test_cli_bad_input_is_one_line(imp_run, tmp_path, capsys):
     _, imp_dir, _ = imp_run
-    assert main(["--run", str(tmp_path / "nothing"), "--controls", "random_pruning"]) == 2
+    assert main(["--imp-run", str(tmp_path / "nothing"), "--controls", "random_pruning"]) == 2
     err = capsys.readouterr().err
     assert "not a find_ticket output folder" in err and len(err.strip().splitlines()) == 1
-    assert main(["--run", str(imp_dir), "--sparsity", "0.5", "--controls", "oneshot", "--output",
+    assert main(["--imp-run", str(imp_dir), "--sparsity", "0.5", "--controls", "oneshot", "--output",
                  str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert "no finished round at sparsity 0.5 (it has 0.1, 0.2)" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(SystemExit) as exit_info:
-        main(["--run", str(imp_dir), "--controls", "lucky_guess"])
+        main(["--imp-run", str(imp_dir), "--controls", "lucky_guess"])
     assert exit_info.value.code == 2
     with pytest.raises(MinilthError, match="unknown control 'lucky_guess'"):
         run_controls(imp_dir, controls=["lucky_guess"], output_dir=tmp_path, echo=None)
@@ -228,7 +228,7 @@ def test_the_imp_curve_is_drawn_with_its_controls_beside_it(imp_run, tmp_path, m
 
 def test_cli_without_controls_names_them(imp_run, tmp_path, capsys):
     _, imp_dir, _ = imp_run
-    assert main(["--run", str(imp_dir), "--output", str(tmp_path / "c")]) == 2
+    assert main(["--imp-run", str(imp_dir), "--output", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert "name the controls to run with --controls" in err and "random_reinit" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "c").exists()

@@ -184,3 +184,42 @@ def test_wikitext_zip_slip_is_refused(tmp_path, monkeypatch, capsys):
         assert wikitext.main(argv) == 2
     assert "refusing" in capsys.readouterr().err
     assert list((tmp_path / "data").iterdir()) == []
+
+
+# ---------------------------------------------------------------------------- --force never costs the old copy
+
+
+FORCE_CASES = [  # (script, argv after --out, the copy already there, the new archive the mirror serves)
+    ("download_glue", ["--tasks", "RTE"], "glue/RTE/train.tsv", "RTE.zip",
+     zip_bytes({"RTE/train.tsv": "index\tsentence1\tsentence2\tlabel\n0\tnew\tcopy\tentailment\n"})),
+    ("download_wikitext", ["--variant", "2"], "wikitext-2-raw/wiki.train.raw", "wikitext-2-raw-v1.zip",
+     zip_bytes({f"wikitext-2-raw/{name}": "new copy\n" for name in data_sources.WIKITEXT_SPLIT_FILES})),
+]
+
+
+@pytest.mark.parametrize("script, argv, kept, archive, new", FORCE_CASES, ids=[case[0] for case in FORCE_CASES])
+def test_force_fetches_and_checks_the_new_copy_before_replacing_the_old(tmp_path, monkeypatch, capsys, script, argv,
+                                                                         kept, archive, new):
+    main = load_script(script).main
+    out = tmp_path / "data"
+    (out / kept).parent.mkdir(parents=True)
+    (out / kept).write_text("the old copy\n")
+    argv = [*argv, "--out", str(out), "--force"]
+    with serve({f"/{archive}": b"a damaged archive"}) as server:  # its sha256 is not the official one
+        assert main([*argv, "--base-url", server.base_url]) == 2
+    assert "sha256 mismatch" in capsys.readouterr().err
+    monkeypatch.setenv("MINILTH_OFFLINE", "1")  # offline, with an empty cache
+    assert main(argv) == 2
+    assert "MINILTH_OFFLINE=1" in capsys.readouterr().err
+    monkeypatch.delenv("MINILTH_OFFLINE")
+    with serve_with_digests(monkeypatch, {archive: zip_bytes({"elsewhere/x.txt": "x"})}) as server:  # not its files
+        assert main([*argv, "--base-url", server.base_url]) == 2
+    assert "is this the right file?" in capsys.readouterr().err
+    assert (out / kept).read_text() == "the old copy\n"  # after every failure
+    assert sorted(path.name for path in (out / kept).parent.parent.iterdir()) == [(out / kept).parent.name]
+
+    (tmp_path / "cache").rename(tmp_path / "old_cache")  # the wrong archive passed its (patched) digest
+    with serve_with_digests(monkeypatch, {archive: new}) as server:
+        assert main([*argv, "--base-url", server.base_url]) == 0
+    assert "new" in (out / kept).read_text()
+    assert sorted(path.name for path in (out / kept).parent.parent.iterdir()) == [(out / kept).parent.name]

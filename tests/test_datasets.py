@@ -39,6 +39,21 @@ def test_missing_glue_tasks_download_from_the_mirror_once_into_data_glue(tmp_pat
             assert downloaded.read_bytes() == (FIXTURES / "glue" / task / split).read_bytes()
 
 
+@pytest.mark.parametrize("quiet", [True, False])
+def test_quiet_hides_the_download_bars_and_only_them(tmp_path, monkeypatch, capsys, tiny_checkpoint, quiet):
+    from minilth.checkpoints import download
+    from minilth.find_ticket import main
+
+    monkeypatch.setattr(download, "_show_bars", True)  # as a new process starts
+    argv = ["--task", "rte", "--model", str(tiny_checkpoint), "--data-dir", str(tmp_path / "glue"), "--device", "cpu",
+            "--target-sparsity", "0", "--max-train-examples", "8", "--max-eval-examples", "8", "--batch-size", "8",
+            "--epochs", "1", "--output", str(tmp_path / "run")] + ["--quiet"] * quiet
+    with serve_data_mirror(monkeypatch, tmp_path):
+        assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert ("RTE.zip" in err) is not quiet and ("unpack RTE.zip" in err) is not quiet, err
+
+
 def test_squad_and_wikitext_download_beside_the_glue_folder(tmp_path, monkeypatch, minilm_tokenizer):
     glue = tmp_path / "data" / "glue"
     with serve_data_mirror(monkeypatch, tmp_path):

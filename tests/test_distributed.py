@@ -72,3 +72,38 @@ def test_find_ticket_under_torchrun_finds_the_same_ticket_and_resumes(no_dropout
     resumed = json.loads((tmp_path / "two" / "summary.json").read_text())["rounds"]
     strip = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
     assert strip(resumed) == strip(two["rounds"])
+
+
+def flags_of(command: str) -> list[str]:
+    """Every flag of a command that torchrun may launch, its sub-commands' too."""
+    import argparse
+    import importlib
+
+    def flags(parser):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                yield from (flag for sub in action.choices.values() for flag in flags(sub))
+            yield from (option for option in action.option_strings if option.startswith("--"))
+
+    return sorted(set(flags(importlib.import_module(f"minilth.{command}").build_parser())))
+
+
+@pytest.mark.parametrize("command", ["find_ticket", "controls", "transfer", "sweep", "weights"])
+def test_torchrun_passes_every_flag_on_to_the_command(command):
+    """torchrun's own parser reads the command's arguments too, and stops at an abbreviation of one of its options
+    that is ambiguous (`--run` could be --run-path or --run_path): no flag of minilth may be one."""
+    from torch.distributed.run import get_args_parser
+
+    for flag in flags_of(command):
+        args = get_args_parser().parse_args(["--nproc_per_node", "2", "-m", f"minilth.{command}", flag, "value"])
+        assert args.training_script_args == [flag, "value"], flag
+
+
+def test_a_bad_flag_under_torchrun_is_one_line_printed_once(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+                          "minilth.find_ticket", "--task", "rte", "--no-such-flag"], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    lines = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
+    assert lines == ["error: unrecognized arguments: --no-such-flag; see python -m minilth.find_ticket --help"], \
+        run.stderr[-3000:]
+    assert run.returncode == 1 and "exitcode  : 2" in run.stderr  # torchrun's own status; each rank's: 2

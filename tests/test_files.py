@@ -55,6 +55,16 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
+def test_a_folder_where_a_file_goes_is_named_before_any_write_and_nothing_is_left(tmp_path):
+    from minilth.errors import MinilthError
+
+    (tmp_path / "summary.png").mkdir()
+    with pytest.raises(MinilthError, match=f"{tmp_path / 'summary.png'} is a folder, where minilth writes a file; "
+                                           f"move the folder away"):
+        files.write_text(tmp_path / "summary.png", "x")
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.png"] and not any((tmp_path / "summary.png").iterdir())
+
+
 def test_two_processes_writing_one_file_at_once_each_rename_a_whole_file(tmp_path):
     """Both writers share the temporary name: the lock makes them take turns, so a reader only ever
     sees one writer's whole file (without it, one would rename the other's half-written file)."""
@@ -84,8 +94,9 @@ def test_two_processes_writing_one_file_at_once_each_rename_a_whole_file(tmp_pat
     assert [p.name for p in path.parent.iterdir()] == ["mask.pt"]
 
 
-def test_two_identical_tiny_runs_write_identical_mask_and_head_files(tiny_rte_imp_run, tmp_path):
-    """A user checks reproducibility with sha256sum: the second run, in another process, must agree byte for byte."""
+def test_two_identical_tiny_runs_write_identical_mask_head_and_figure_files(tiny_rte_imp_run, tmp_path):
+    """A user checks reproducibility with sha256sum: the second run, in another process, must agree byte for byte,
+    and its summary figures with the same rounds drawn in this process (no date, no random ids in the SVG)."""
     config, first = tiny_rte_imp_run
     second = tmp_path / "second"
     run = python("import json, sys; from minilth.config import TicketConfig; from minilth.ticket import find_ticket\n"
@@ -97,6 +108,13 @@ def test_two_identical_tiny_runs_write_identical_mask_and_head_files(tiny_rte_im
                                          for name in ("heads.pt", "mask.pt", "next_mask.pt") if (i, name) != (2, "next_mask.pt")]
     for relative in written:
         assert digest(first / relative) == digest(second / relative), relative
+    from minilth.lottery.run_folder import read_run
+    from minilth.lottery.verdict import write_summary
+
+    run = read_run(second, with_data=False)
+    write_summary(tmp_path / "again", run.rounds, run.task)  # the same rounds drawn again, in this process
+    for name in ("summary.png", "summary.svg"):
+        assert digest(tmp_path / "again" / name) == digest(second / name), name
 
 
 def test_each_round_writes_only_its_own_folder_and_the_next_round_trains_with_its_next_mask(

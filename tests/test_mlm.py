@@ -45,6 +45,14 @@ def test_read_corpus_missing_file_says_how_to_download(tmp_path):
         read_corpus(tmp_path / "wiki.train.raw")
 
 
+def test_a_binary_corpus_is_one_line_naming_it(tmp_path, minilm_tokenizer):
+    path = tmp_path / "wiki.train.raw"
+    path.write_bytes(b"prose\n" * 1000 + bytes(range(256)) * 100)
+    with pytest.raises(DataError, match=rf"{path} is not UTF-8 text \(invalid start byte, byte \d+ of a block read "
+                                        rf"near byte \d+\): is it WikiText's raw text\? download it again"):
+        load_mlm(path, minilm_tokenizer)
+
+
 def test_cut_blocks_drops_the_short_tail():
     assert cut_blocks(list(range(7)), 3) == [[0, 1, 2], [3, 4, 5]]
     assert cut_blocks(list(range(2)), 3) == []

@@ -257,7 +257,8 @@ def test_mask_that_does_not_fit_and_bad_files(tmp_path):
         load_mask(corrupt)
     foreign = tmp_path / "weights.pt"
     torch.save(model.state_dict(), foreign)
-    with pytest.raises(MinilthError, match="not a minilth mask file"):
+    with pytest.raises(MinilthError, match="weights.pt: format is missing, expected one of minilth-mask; it is not a "
+                                           "readable minilth mask file"):
         load_mask(foreign)
     with pytest.raises(MinilthError, match="does not exist"):
         load_mask(tmp_path / "missing.pt")

@@ -192,6 +192,12 @@ def test_malformed_rows_and_bad_labels_name_file_and_line(tmp_path):
                            "0\tmain-captions\tMSRvid\t2012test\t0001\tnone\tnone\tA plane.\tAn air plane.\tfive\n")
     with pytest.raises(DataError, match=rf"{path}:2: score 'five' is not a number"):
         read_examples("stsb", path, "train")
+    for score in ("nan", "99", "-0.5", "inf"):  # a number, but none of STS-B's similarities (0 to 5)
+        path = write(tmp_path, "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\t"
+                               f"score\n0\tmain-captions\tMSRvid\t2012test\t0001\tnone\tnone\tA plane.\tA jet.\t{score}\n")
+        with pytest.raises(DataError, match=rf"{path}:2: score '{score}' is not a number from 0 to 5, STS-B's scale: "
+                                            rf"the file is damaged; download it again"):
+            read_examples("stsb", path, "train")
     path = write(tmp_path, "0\tA man sleeps.\tA man rests.\tentailment\n")  # header missing
     with pytest.raises(DataError, match=rf"{path}:1: no column 'sentence1'"):
         read_examples("rte", path, "train")

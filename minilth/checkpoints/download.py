@@ -39,6 +39,15 @@ _RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 USER_AGENT = f"minilth/0.1 (python-requests/{requests.__version__})"
 
 
+_show_bars = True  # the bars of downloads and unpacking; a command's --quiet turns them off
+
+
+def show_progress(shown: bool) -> None:
+    """Shows or hides the progress bars of downloads and unpacking in this process (a command's --quiet)."""
+    global _show_bars
+    _show_bars = shown
+
+
 class _Interrupted(Exception):
     """A transfer that stopped early; the next attempt resumes from the .part file."""
 
@@ -139,7 +148,7 @@ def _fetch(url: str, part: Path, desc: str) -> None:
         total = _total_size(response, offset)
         with open(part, "ab" if offset else "wb") as f, \
                 tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                     desc=desc, leave=False) as bar:
+                     desc=desc, leave=False, disable=not _show_bars) as bar:
             for chunk in response.iter_content(NETWORK_CHUNK_BYTES):
                 f.write(chunk)
                 bar.update(len(chunk))
@@ -250,35 +259,45 @@ def install_file(source: Path, dest: Path) -> Path:
 # ---------------------------------------------------------------------------- archives
 
 
-def extract_archive(archive: Path, target: Path, member_root: str | None = None) -> Path:
+def extract_archive(archive: Path, target: Path, member_root: str | None = None, replace: bool = False,
+                    required: tuple[str, ...] = ()) -> Path:
     """Return `target` after unpacking a .zip, .tar, .tar.gz/.tgz (.tar.bz2, .tar.xz) archive into it.
 
     member_root: unpack only the members under this top folder of the archive, without the
     folder itself (e.g. "RTE" puts RTE.zip's RTE/train.tsv at target/train.tsv).
     Members that would land outside `target` (absolute paths, `..`, links leading out, alone or
     through other links) make the whole archive refused, and nothing of it is kept. The archive
-    is unpacked into a temporary folder next to `target`, renamed when complete; an existing
-    `target` is returned as it is.
+    is unpacked into a temporary folder next to `target` and checked (it holds every file of
+    `required`), then renamed into place. An existing `target` is returned as it is, or with
+    `replace` moved aside for the new copy only once that is whole, then deleted: a failed
+    download or unpacking never costs the old copy.
     """
     archive, target = Path(archive), Path(target)
-    if target.is_dir():
+    if target.is_dir() and not replace:
         return target
     if not archive.is_file():
         raise DownloadError(f"{archive}: archive not found")
     unpack = _unpacker_for(archive)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial"))
+    old = staging.with_suffix(".old")  # where a replaced copy waits until the new one is in place
     try:
         unpack(archive, staging, member_root)
+        missing = [name for name in required if not (staging / name).is_file()]
+        if missing:
+            raise DownloadError(f"{archive} lacks {', '.join(missing)}: is this the right file? delete it and run "
+                                f"again")
+        if replace and target.exists():
+            os.rename(target, old)
+        os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if old.exists() and not target.exists():
+            os.rename(old, target)  # the old copy back in place
+        elif target.is_dir() and not replace:  # another process finished the same extraction first
+            return target
         raise
-    try:
-        os.replace(staging, target)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not target.is_dir():  # else another process finished the same extraction first
-            raise
+    shutil.rmtree(old, ignore_errors=True)
     return target
 
 
@@ -299,7 +318,8 @@ def _unpack_zip(archive: Path, staging: Path, member_root: str | None) -> None:
     with zf:
         infos = zf.infolist()
         selected = _select_members(archive, [info.filename for info in infos], member_root)
-        for info in tqdm(infos, desc=f"unpack {archive.name}", unit="file", leave=False):
+        for info in tqdm(infos, desc=f"unpack {archive.name}", unit="file", leave=False,
+                         disable=not _show_bars):
             relative = selected.get(info.filename)
             if relative is None:
                 continue
@@ -324,7 +344,8 @@ def _unpack_tar(archive: Path, staging: Path, member_root: str | None) -> None:
         for member in members:
             _check_tar_member(archive, member, selected, member_root)
         links = {}
-        for member in tqdm(members, desc=f"unpack {archive.name}", unit="file", leave=False):
+        for member in tqdm(members, desc=f"unpack {archive.name}", unit="file", leave=False,
+                         disable=not _show_bars):
             relative = selected.get(member.name)
             if relative is not None:
                 dest = _write_tar_member(archive, tf, member, staging, relative)

@@ -8,6 +8,7 @@ loading never unpickles code (torch.load with weights_only).
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,8 @@ import torch
 
 from .. import files
 from ..prune import Mask, MaskError
+from ..schemas import MASK_FILE, MASK_FILE_FORMAT, FileError, read_torch
 
-MASK_FILE_FORMAT = "minilth-mask"
 MASK_FILE_VERSION = 1
 
 
@@ -38,23 +39,30 @@ def save_mask(mask: Mask, path: str | Path) -> Path:
 def load_mask(path: str | Path) -> Mask:
     """Returns the mask saved at `path` by save_mask; MaskError for a missing, damaged or foreign file."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise MaskError(f"mask file {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds for a damaged zip or pickle
-        raise MaskError(f"{path} is not a readable minilth mask file ({type(error).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != MASK_FILE_FORMAT:
-        raise MaskError(f"{path} is not a minilth mask file")
-    if payload.get("version") != MASK_FILE_VERSION:
-        raise MaskError(f"{path} has mask format version {payload.get('version')}, this minilth reads "
+        payload = read_torch(path, MASK_FILE)
+    except FileError as error:
+        raise MaskError(f"{error}; it is not a readable minilth mask file") from None
+    if payload["version"] != MASK_FILE_VERSION:
+        raise MaskError(f"{path} has mask format version {payload['version']}, this minilth reads "
                         f"{MASK_FILE_VERSION}; re-create it with this version")
     try:
         return Mask(dict(_unpacked(payload, path)))
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+    except (TypeError, ValueError, RuntimeError) as error:
         if isinstance(error, MaskError):
             raise
         raise MaskError(f"{path} is damaged ({type(error).__name__})") from None
+
+
+def mask_digest(mask: Mask) -> str:
+    """Returns a short sha256 of the mask's names and bits: the same mask gives the same digest."""
+    digest = hashlib.sha256()
+    for name, flag in mask.items():
+        digest.update(name.encode())
+        digest.update(np.packbits(flag.numpy().reshape(-1)).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _unpacked(payload: dict, path: Path):

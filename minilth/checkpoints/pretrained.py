@@ -7,11 +7,14 @@ tensor is named.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
 import json
 import logging
 import math
 import os
+import re
 import shutil
 import zipfile
 from dataclasses import dataclass, field
@@ -24,7 +27,7 @@ from .. import files
 from ..errors import CheckpointError
 from ..model import BertConfig, BertPreTrainedModel, build_model
 from .configs import preset_names, read_config
-from .download import cache_dir, cached_download
+from .download import cache_dir, cached_download, file_sha256
 from .tokenizer import Tokenizer
 
 log = logging.getLogger("minilth")
@@ -55,6 +58,8 @@ DERIVED_KEYS = ("embeddings.position_ids", "embeddings.token_type_ids",
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
     """Returns a local folder (or weights file) for a path, or for a known name: installed, or downloaded."""
+    if not str(name_or_path).strip():  # Path("") is the current folder
+        raise CheckpointError("the checkpoint's name is empty; give a name such as bert-base-uncased, or a folder")
     path = Path(name_or_path).expanduser()
     if path.exists():
         return path
@@ -99,12 +104,35 @@ def find_weights_file(path: Path) -> Path:
 
 def find_config(path: Path) -> BertConfig:
     """Returns the config next to a checkpoint: config.json (Hugging Face) or bert_config.json (Google)."""
+    return read_config(find_config_file(path))
+
+
+def find_config_file(path: Path) -> Path:
+    """Returns the config file next to a checkpoint: config.json (Hugging Face) or bert_config.json (Google)."""
     folder = path if path.is_dir() else path.parent
     for file in ("config.json", "bert_config.json"):
         if (folder / file).is_file():
-            return read_config(folder / file)
+            return folder / file
     raise CheckpointError(f"no config.json or bert_config.json in {folder}: put the config.json that came "
                           "with these weights there (in Python, from_pretrained also takes config=)")
+
+
+def checkpoint_digest(name_or_path: str | Path) -> str:
+    """Returns a short sha256 of a checkpoint's weights and config files: the same for the same files wherever they
+    lie, and another for any other weights. Computed once per file version in a process (bert-base: ~1 s)."""
+    path = resolve_checkpoint(name_or_path)
+    weights = find_weights_file(path)
+    parts = [weights]
+    if weights.name.endswith(".index"):  # a TensorFlow checkpoint: the index and its data shards
+        parts += sorted(weights.parent.glob(weights.name.removesuffix(".index") + ".data-*"))
+    parts.append(find_config_file(path))
+    return _digest_of(tuple((str(part.resolve()), part.stat().st_size, part.stat().st_mtime_ns) for part in parts))
+
+
+@functools.lru_cache(maxsize=16)
+def _digest_of(parts: tuple) -> str:
+    """The sha256 of the files' digests, in order; `parts` holds (path, size, mtime): a changed file is read again."""
+    return hashlib.sha256("".join(file_sha256(Path(path)) for path, _, _ in parts).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,12 +324,23 @@ def from_pretrained(name_or_path: str | Path = "bert-base-uncased", head: str = 
     weights_file = find_weights_file(path)
     config = config or find_config(path)
     model = build_model(config, head=head, num_labels=num_labels)
-    report = load_into(model, _read_or_evict(weights_file))
+    state = _read_or_evict(weights_file)
+    _check_layers(path, config, state)
+    report = load_into(model, state)
     if not report.loaded:
         raise CheckpointError(f"nothing in {path} matches a BERT model: is it a BERT checkpoint?")
     report.log(str(path), unused=model.unused_tensors)
     model.load_report = report
     return model.eval()
+
+
+def _check_layers(path: Path, config: BertConfig, state: dict[str, torch.Tensor]) -> None:
+    """Raises CheckpointError when the weights hold another number of encoder layers than the config says: the
+    missing layers would train from random weights, the extra ones be dropped."""
+    layers = {int(match.group(1)) for name in state if (match := re.search(r"encoder\.layer\.(\d+)\.", name))}
+    if layers and len(layers) != config.num_hidden_layers:
+        raise CheckpointError(f"{path}: its config says num_hidden_layers {config.num_hidden_layers}, but its weights "
+                              f"hold {len(layers)} layers; use the config that came with these weights")
 
 
 def _read_or_evict(weights_file: Path) -> dict[str, torch.Tensor]:

@@ -18,6 +18,7 @@ import contextlib
 import csv
 import itertools
 import logging
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,10 +175,16 @@ def _example(task: Task, row: list[str], indices: dict, guid: str, path: Path, l
     texts = [row[i] for i in indices["text"]]
     label = None if indices["label"] is None else row[indices["label"]].strip()
     if label is not None and task.labels is None:
+        low, high = task.score_range
         try:
-            label = float(label)
+            score = float(label)
         except ValueError:
-            raise DataError(f"{path}:{line}: score {label!r} is not a number") from None
+            score = math.nan
+        if not low <= score <= high:  # nan too: a damaged score would train a diverging loss
+            raise DataError(f"{path}:{line}: score {label!r} is not a number from {low:g} to {high:g}, "
+                            f"{task.display_name}'s scale: the file is damaged; download it again with "
+                            f"`{task.data_script} --force`")
+        label = score
     elif label is not None and label not in task.labels:
         raise DataError(f"{path}:{line}: label {label!r} is not one of {task.display_name}'s labels "
                         f"{list(task.labels)}")

@@ -51,10 +51,15 @@ def _corpus_lines(path: str | Path) -> Iterator[str]:
     if not path.is_file():
         raise DataError(f"no corpus file at {path}: download WikiText-103 (raw) with `{DOWNLOAD_HINT}`")
     with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line and not _is_heading(line):
-                yield line
+        try:
+            for line in f:
+                line = line.strip()
+                if line and not _is_heading(line):
+                    yield line
+        except UnicodeDecodeError as error:  # a binary file, or text in another encoding
+            raise DataError(f"{path} is not UTF-8 text ({error.reason}, byte {error.start} of a block read near "
+                            f"byte {f.buffer.tell()}): is it WikiText's raw text? download it again with "
+                            f"`{DOWNLOAD_HINT} --force`") from None
 
 
 def _is_heading(line: str) -> bool:

@@ -14,7 +14,6 @@ wikitext-103-raw-v1.zip.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from ..checkpoints.download import cached_download, extract_archive, install_file
@@ -125,9 +124,8 @@ def install_glue_task(task: str, glue_dir: Path, base_url: str | None = None, fo
     target = Path(glue_dir) / task
     if target.is_dir() and not force:
         return target
-    shutil.rmtree(target, ignore_errors=True)
-    archive = _fetch(GLUE_BASE_URL, GLUE_ARCHIVES[task], "glue", base_url)
-    return extract_archive(archive, target, member_root=task)
+    archive = _fetch(GLUE_BASE_URL, GLUE_ARCHIVES[task], "glue", base_url)  # the old copy stays until this is whole
+    return extract_archive(archive, target, member_root=task, replace=force)
 
 
 def install_mrpc(glue_dir: Path, base_url: str | None = None, force: bool = False) -> Path:
@@ -198,11 +196,9 @@ def install_wikitext(data_root: Path, variant: str = "103", base_url: str | None
     afresh with `force`)."""
     archive_name, folder = WIKITEXT_VARIANTS[variant]
     target = Path(data_root) / folder
-    if force:
-        shutil.rmtree(target, ignore_errors=True)
-    if not target.is_dir():
-        archive = _fetch(WIKITEXT_BASE_URL, archive_name, "wikitext", base_url)
-        extract_archive(archive, target, member_root=folder)
+    if force or not target.is_dir():
+        archive = _fetch(WIKITEXT_BASE_URL, archive_name, "wikitext", base_url)  # the old copy stays until this is whole
+        extract_archive(archive, target, member_root=folder, replace=force, required=tuple(WIKITEXT_SPLIT_FILES))
     missing = [name for name in WIKITEXT_SPLIT_FILES if not (target / name).is_file()]
     if missing:
         raise DataError(f"{target} lacks {', '.join(missing)}; delete the folder and run again")

@@ -34,6 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import DataError
+from ..schemas import SQUAD, FileError, check, not_a_folder
 
 DOWNLOAD_HINT = "python data_scripts/download_squad.py"
 
@@ -82,15 +83,18 @@ def read_squad(path: str | Path) -> list[SquadExample]:
     Each answer's `answer_start` must point at its text in the context; a row where it does not
     raises DataError naming the file and the question id.
     """
-    path = Path(path)
+    path = not_a_folder(path)
     if not path.is_file():
         raise DataError(f"no SQuAD file at {path}: download SQuAD v1.1 with `{DOWNLOAD_HINT}`")
     try:
         with open(path, encoding="utf-8") as f:
-            articles = json.load(f)["data"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
-        raise DataError(f"{path} is not a SQuAD v1.1 JSON file ({error}): download it again with "
+            articles = check(SQUAD, json.load(f), path)["data"]
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataError(f"{path} is not a JSON file ({type(error).__name__}): download SQuAD v1.1 again with "
                         f"`{DOWNLOAD_HINT} --force`") from None
+    except FileError as error:
+        raise DataError(f"{error}: it is not a SQuAD v1.1 file; download it again with `{DOWNLOAD_HINT} --force`") \
+            from None
     examples = []
     for article in articles:
         for paragraph in article["paragraphs"]:

@@ -34,6 +34,7 @@ class Task:
     text_columns: tuple = ()  # header names of the text column(s): one sentence or a pair
     label_column: Optional[str] = None  # header name of the label / score column
     labels: Optional[tuple] = None  # label strings; a label's id is its index (the reference processors' order)
+    score_range: Optional[tuple] = None  # a regression task's scale: STS-B's similarity from 0 to 5
     headerless_columns: Optional[tuple] = None  # column names of files that come without a header row
     skip_malformed_rows: bool = False  # skip (and count) rows with missing fields, as the reference code does
     # the paper's fine-tuning hyper-parameters
@@ -90,7 +91,7 @@ _TABLE = [
     _glue("qqp", "QQP", "QQP", ("question1", "question2"), "is_duplicate", ("0", "1"), ("acc", "f1"), "acc",
           90, 90.2, skip_malformed_rows=True),
     _glue("stsb", "STS-B", "STS-B", ("sentence1", "sentence2"), "score", None, ("pearson", "spearman"),
-          "pearson", 50, 88.4),
+          "pearson", 50, 88.4, score_range=(0.0, 5.0)),
     _glue("mnli", "MNLI", "MNLI", ("sentence1", "sentence2"), "gold_label",
           ("contradiction", "entailment", "neutral"), ("acc",), "acc", 70, 82.4, 1.2,
           splits={"train": "train.tsv", "dev_matched": "dev_matched.tsv", "dev_mismatched": "dev_mismatched.tsv",

@@ -15,7 +15,7 @@ settings, the head drawn from the seed, from the round's starting weights theta_
 `run_controls` does all of them for an IMP output folder, writing each (control, seed) result as
 soon as it is done, so a rerun resumes:
 
-    python -m minilth.controls --run runs/rte --sparsity 0.5 --controls random_pruning random_reinit
+    python -m minilth.controls --imp-run runs/rte --sparsity 0.5 --controls random_pruning random_reinit
 """
 from __future__ import annotations
 
@@ -30,15 +30,18 @@ from torch import nn
 
 from .. import files
 from ..checkpoints import save_mask
+from ..checkpoints.download import file_sha256
+from ..checkpoints.masks import mask_digest
 from ..prune import (Mask, MaskError, TensorsLike, count_to_prune, magnitude_prune, named_tensors, prune_by_scores,
                      rewind, snapshot, sparsity_schedule)
 from ..scale import distributed
-from ..settings import check, check_choices, flag, setting
+from ..schemas import STANDARD_PRUNING_PARTIAL, FileError, control_result, not_a_folder, read_json, read_torch
+from ..settings import SettingsError, check, check_choices, flag, setting
 from ..structured import pruned_units, random_structured_mask
 from ..ticket import prune, rewind_point, train_subnetwork
 from ..train import model_for_task
 from .report import format_table2, write_csv
-from .run_folder import TicketRun, load_task_data, load_tensors, read_json, read_run, round_at
+from .run_folder import TicketRun, fingerprint_differences, load_task_data, read_run, round_at
 from .verdict import write_summary
 
 logger = logging.getLogger(__name__)
@@ -219,8 +222,9 @@ def standard_pruning(run: TicketRun, imp_mask: Mask, seed: int, progress: bool =
              if {kind: round(s * total) for kind, (_, total) in counts.items()} != target]
     levels = [0.0] + below + [target]
     mask, state, records = Mask.dense(model, imp_mask.names()), snapshot(model), []
+    made_by = json.dumps({"fingerprint": run.fingerprint, "imp_mask": mask_digest(imp_mask), "seed": seed})
     if checkpoint is not None and checkpoint.exists():
-        mask, state, records = _resume_standard_pruning(checkpoint, mask, state)
+        mask, state, records = _resume_standard_pruning(checkpoint, mask, state, made_by)
     for index in range(len(records), len(levels)):
         # The whole previous state (encoder and head) is the starting point: that is "no rewinding".
         model = model_for_task(run.checkpoint, run.task, seed)
@@ -232,18 +236,24 @@ def standard_pruning(run: TicketRun, imp_mask: Mask, seed: int, progress: bool =
         state = snapshot(model)
         records.append({"round": index, "sparsity": mask.sparsity, "metrics": history.final})
         if checkpoint is not None:
-            files.save({"flags": mask.flags, "state": state, "records": json.dumps(records)}, checkpoint)
+            files.save({"flags": mask.flags, "state": state, "records": json.dumps(records), "made_by": made_by},
+                       checkpoint)
     return mask, records[-1]["metrics"], records
 
 
-def _resume_standard_pruning(checkpoint: Path, mask: Mask, state: dict) -> tuple[Mask, dict, list]:
-    """Returns (mask, state, records) saved after standard pruning's last finished round; a damaged checkpoint is
-    started over, saying so, with the fresh (mask, state)."""
+def _resume_standard_pruning(checkpoint: Path, mask: Mask, state: dict, made_by: str) -> tuple[Mask, dict, list]:
+    """Returns (mask, state, records) saved after standard pruning's last finished round; a checkpoint that is
+    damaged, or was made by other settings, another IMP mask or seed (`made_by`), is started over, saying so, with
+    the fresh (mask, state)."""
     try:
-        saved = load_tensors(checkpoint, "")
-        return Mask(saved["flags"]), saved["state"], json.loads(saved["records"])
-    except Exception as error:  # a damaged file: its rounds are redone
-        logger.warning(f"{checkpoint} is damaged ({type(error).__name__}); standard pruning starts this seed over")
+        saved = read_torch(checkpoint, STANDARD_PRUNING_PARTIAL)
+        if saved.get("made_by") != made_by:
+            raise FileError(f"{checkpoint} was made by other settings, another IMP mask or another seed")
+        resumed = Mask(saved["flags"])
+        resumed.check_fits(state)
+        return resumed, saved["state"], json.loads(saved["records"])
+    except ValueError as error:  # FileError, MaskError, json's: its rounds are redone (a folder is refused)
+        logger.warning(f"{error}; standard pruning starts this seed over")
         return mask, state, []
 
 
@@ -260,21 +270,41 @@ def result_path(folder: Path, control: str, seed: int) -> Path:
     return folder / control / f"seed_{seed}.json"  # the folder is made by the first write into it
 
 
-def stored_result(path: Path) -> dict | None:
-    """Returns a finished (control, seed) result, or None when there is none; a damaged one is removed, saying so,
-    so that it is run again."""
+def stored_result(path: Path, run: TicketRun, imp_mask: Mask | None = None) -> dict | None:
+    """Returns the finished (control, seed) result at `path` (result_path's), or None when there is none; one that is
+    damaged, or was made by other settings, another checkpoint or (when `imp_mask` is given) against another IMP
+    mask, is removed, saying so, so that it is run again."""
     if not path.exists():
         return None
     try:
-        result = read_json(path, "")
-        if isinstance(result, dict) and isinstance(result.get("metrics"), dict):
-            return result
-    except Exception:  # read_json's one-line error: the file is damaged
-        pass
-    logger.warning(f"{path} is damaged: it is run again")
-    if distributed.is_writer():
-        path.unlink()
-    return None
+        return check_result(path, run, imp_mask)
+    except (FileError, SettingsError) as error:  # a folder in its place is refused instead
+        logger.warning(f"{error}: it is run again")
+        if distributed.is_writer():
+            path.unlink()
+        return None
+
+
+def check_result(path: Path, run: TicketRun, imp_mask: Mask | None = None) -> dict:
+    """Returns the control result at `path` after checking that it is the run's: read through its schema, of the
+    control, seed and task its path names, made by the run's fingerprint against `imp_mask` (when given), its
+    mask file the one it wrote. A result written before results carried a fingerprint is adopted as the run's,
+    whose config.json it was read with. FileError otherwise."""
+    result = read_json(path, control_result(run.task.metrics))
+    if (result["control"], f"seed_{result['seed']}", result["task"]) != (path.parent.name, path.stem, run.task.name):
+        raise FileError(f"{path} holds {result['control']} seed {result['seed']} of {result['task']}, not what its "
+                        f"path and run name")
+    if "fingerprint" not in result:
+        return result
+    changed = fingerprint_differences(result["fingerprint"], run.config, run.fingerprint, path)
+    if changed:
+        raise FileError(f"{path} was made with other settings ({', '.join(changed)} differ)")
+    if imp_mask is not None and result.get("imp_mask") != mask_digest(imp_mask):
+        raise FileError(f"{path} was made against another IMP mask than this round's")
+    mask_file = not_a_folder(path.with_name(f"{path.stem}.mask.pt"))
+    if not mask_file.is_file() or file_sha256(mask_file) != result.get("mask_file"):
+        raise FileError(f"{mask_file} is missing, or is not the mask its result was made with")
+    return result
 
 
 def run_controls(imp_run: TicketRun | str | Path, sparsity: float | None = None, controls=TABLE_2,
@@ -294,7 +324,7 @@ def run_controls(imp_run: TicketRun | str | Path, sparsity: float | None = None,
     imp = round_at(run, sparsity)
     seeds = list(seeds or run.config.seeds)
     folder = controls_folder(output_dir or run.folder / "controls", imp.sparsity)
-    todo = [(c, s) for c in controls for s in seeds if stored_result(result_path(folder, c, s)) is None]
+    todo = [(c, s) for c in controls for s in seeds if stored_result(result_path(folder, c, s), run, imp.mask) is None]
     if echo:
         echo(f"controls for {run.task.display_name} at {100 * imp.sparsity:g}% sparsity (IMP round {imp.index}): "
              f"{len(todo)} of {len(controls) * len(seeds)} runs to do; results in {folder}")
@@ -304,15 +334,16 @@ def run_controls(imp_run: TicketRun | str | Path, sparsity: float | None = None,
     results = {control: [run_one_control(run, imp.mask, control, seed, folder, progress) for seed in seeds]
                for control in controls}
     write_summary(run.folder, run.rounds, run.task, run.config.structure,
-                  controls=stored_results(folder.parent))  # the curve with them
+                  controls=stored_results(folder.parent, run))  # the curve with them
     return results
 
 
-def stored_results(root: Path) -> dict[str, list[dict]]:
-    """Returns {control: [result, ...]} of every finished control under a controls folder, at any sparsity."""
+def stored_results(root: Path, run: TicketRun) -> dict[str, list[dict]]:
+    """Returns {control: [result, ...]} of every finished control of the run under a controls folder, at any
+    sparsity."""
     results = {}
     for path in sorted(root.glob("sparsity_*/*/seed_*.json")):
-        result = stored_result(path)
+        result = stored_result(path, run)
         if result is not None:
             results.setdefault(path.parent.name, []).append(result)
     return results
@@ -322,7 +353,7 @@ def run_one_control(run: TicketRun, imp_mask: Mask, control: str, seed: int, fol
                     progress: bool = True) -> dict:
     """Returns the stored result of one (control, seed), running and writing it first if it is not there."""
     path = result_path(folder, control, seed)
-    stored = stored_result(path)
+    stored = stored_result(path, run, imp_mask)
     if stored is not None:
         return stored
     started = time.perf_counter()
@@ -339,10 +370,11 @@ def run_one_control(run: TicketRun, imp_mask: Mask, control: str, seed: int, fol
         mask, metrics = run_oneshot(run, imp_mask, seed, progress)
     else:
         raise MaskError(f"unknown control '{control}'; use any of {', '.join(CONTROLS)}")
-    save_mask(mask, path.with_name(f"seed_{seed}.mask.pt"))
+    mask_file = save_mask(mask, path.with_name(f"seed_{seed}.mask.pt"))
     result = {"control": control, "seed": seed, "task": run.task.name, "sparsity": mask.sparsity,
               "imp_sparsity": imp_mask.sparsity, "metrics": metrics,
-              "seconds": round(time.perf_counter() - started, 1), **extra}
+              "seconds": round(time.perf_counter() - started, 1), **extra, "fingerprint": run.fingerprint,
+              "imp_mask": mask_digest(imp_mask), "mask_file": file_sha256(mask_file) if distributed.is_writer() else ""}
     files.write_text(path, json.dumps(result, indent=2) + "\n")
     if distributed.is_writer():
         partial.unlink(missing_ok=True)

@@ -16,7 +16,6 @@ its CSV) and prints the matrix.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import math
 import statistics
@@ -24,20 +23,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from .. import files
 from ..checkpoints import load_mask, resolve_checkpoint
+from ..checkpoints.masks import mask_digest
 from ..config import Experiment
 from ..data import TASKS, Task, get_task
 from ..data.folders import task_file
 from ..errors import MinilthError
 from ..prune import Mask, MaskError, is_pooler, named_tensors, prunable_names
 from ..scale import distributed
+from ..schemas import (TRANSFER_RECORD, FileError, check as check_schema, metrics as metrics_schema, read_json,
+                       round_record)
 from ..settings import check, flag, setting
 from ..train import finetune, model_for_task
 from .report import differences, percent_scale, render_table, to_json, transfer_heatmap, write_csv
-from .run_folder import load_config, load_task_data, read_json, round_dir
+from .run_folder import load_config, load_task_data, read_run, round_at, round_dir
 from .task_settings import TASK_SETTINGS_HELP, for_task, parse_task_settings
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class TransferSettings:
         self.tasks = [get_task(task).name for task in self.tasks]
         check(len(set(self.tasks)) == len(self.tasks), f"{flag('tasks')} names a task twice: {' '.join(self.tasks)}")
         check(self.labels is None or (len(self.labels) == len(self.masks) and len(set(self.labels)) == len(self.labels)
-                                      and DENSE not in self.labels),
+                                      and DENSE not in self.labels and all(label.strip() for label in self.labels)),
               f"give one distinct label per mask source (and none called '{DENSE}') with {flag('labels')}")
 
 
@@ -133,43 +133,22 @@ def find_mask(source: str | Path, sparsity: float | None = None) -> tuple[Mask, 
     """Returns (mask, its file): a mask file, or a find_ticket folder's finished round at `sparsity` (default: the
     sparsest).
 
-    In a folder only the finished rounds' mask.pt files are read, nothing else of the run.
+    A folder's run is read as every command reads it (run_folder.read_run: each round checked
+    against its settings, model and schedule); only the round's mask moves.
     """
     source = Path(source)
     if source.is_file():
         return load_mask(source), source
     if not source.is_dir():
         raise TransferError(f"mask source {source} does not exist; give a mask.pt file or a find_ticket output folder")
-    paths = [path for path in sorted(source.glob("rounds/round_*/mask.pt")) if (path.parent / "metrics.json").exists()]
-    if not paths:
-        raise TransferError(f"{source} holds no finished round (rounds/round_*/mask.pt with its metrics.json); give a "
-                            f"mask file or a find_ticket folder")
-    masks = [(mask, path) for mask, path in ((load_mask(path), path) for path in paths)
-             if mask.num_pruned > 0]  # round 0's dense mask is no ticket
-    if not masks:
-        raise TransferError(f"{source} holds only the dense round's mask; let find_ticket prune at least one round")
-    if sparsity is None:
-        return max(masks, key=lambda pair: pair[0].num_pruned)
-    for mask, path in masks:
-        if abs(mask.num_pruned - sparsity * mask.num_total) <= 0.5:  # the count IMP makes: round(s * total)
-            return mask, path
-    have = ", ".join(f"{m.sparsity:.2f}" for m, _ in masks)
-    raise TransferError(f"{source} has no mask at sparsity {sparsity:g} (it has {have}); pick one of those")
+    imp = round_at(read_run(source, with_data=False), sparsity)
+    return imp.mask, round_dir(source, imp.index) / "mask.pt"
 
 
 def source_label(path: Path, mask: Mask) -> str:
     """Returns a short name for a mask: its run folder's name and sparsity, e.g. 'rte@50%'."""
     run = path.parents[2].name if path.parent.parent.name == "rounds" else path.stem
     return f"{run}@{100 * mask.sparsity:.0f}%"
-
-
-def fingerprint(mask: Mask) -> str:
-    """Returns a short sha256 of the mask's names and bits: the same mask gives the same fingerprint."""
-    digest = hashlib.sha256()
-    for name, flag in mask.items():
-        digest.update(name.encode())
-        digest.update(np.packbits(flag.numpy().reshape(-1)).tobytes())
-    return digest.hexdigest()[:16]
 
 
 # --- the matrix ------------------------------------------------------------------------------------
@@ -251,7 +230,7 @@ def already_trained(round_folders, dense: bool, seed: int, config: Experiment) -
             continue
         path = (round_dir(run_folder, 0) if dense else folder) / "metrics.json"
         if path.is_file():
-            return path, read_json(path, "")["metrics"][run.seeds.index(seed)]
+            return path, read_json(path, round_record(get_task(run.task).metrics))["metrics"][run.seeds.index(seed)]
     return None
 
 
@@ -285,17 +264,15 @@ def _open_record(output_dir: Path, config: Experiment, masks: dict, found, label
     settings = {k: v for k, v in config.to_dict().items() if k not in ("task", "seeds", *Experiment.PLACEMENT)}
     if task_settings:  # absent from records written before targets had settings of their own
         settings["task_settings"] = task_settings
-    sources = {label: {"path": str(path), "sparsity": mask.sparsity, "fingerprint": fingerprint(mask)}
+    sources = {label: {"path": str(path), "sparsity": mask.sparsity, "fingerprint": mask_digest(mask)}
                for label, (mask, path) in zip(labels, found)}
     path = output_dir / "transfer.json"
     fresh = {"settings": settings, "sources": sources, "runs": {}}
     if not path.exists():  # the folder is made by the first result written into it
         return fresh
     try:
-        stored = read_json(path, "")
-        if not all(isinstance(stored.get(key), dict) for key in ("settings", "runs", "sources")):
-            raise TransferError(f"{path} is not a transfer record")
-    except (MinilthError, AttributeError) as error:  # written by minilth: a damaged one is done again
+        stored = read_record(path)
+    except FileError as error:  # written by minilth: a damaged one is done again (a folder is refused)
         logger.warning(f"{error}: its fine-tunings are done again")
         return fresh
     if stored["settings"] != settings:
@@ -309,6 +286,22 @@ def _open_record(output_dir: Path, config: Experiment, masks: dict, found, label
                                 f"use another --output or another --labels")
         stored["sources"][label] = info
     return stored
+
+
+def read_record(path: str | Path) -> dict:
+    """Returns transfer.json's content read through its schema, each run with its target task's metrics; FileError
+    otherwise."""
+    record = read_json(path, TRANSFER_RECORD)
+    for key, run in record["runs"].items():
+        check_run_metrics(run, path, f"runs.{key}.")
+    return record
+
+
+def check_run_metrics(run: dict, source: str | Path, field: str = "") -> None:
+    """Raises FileError unless a transfer run (a record's, at `field`; a sweep's cell) holds its target's metrics."""
+    if run["target"] not in TASKS:
+        raise FileError(f"{source}: {field}target is {run['target']!r}, expected one of {', '.join(TASKS)}")
+    check_schema(metrics_schema(TASKS[run["target"]].metrics), run["metrics"], source, f"{field}metrics")
 
 
 def summarize_matrix(record: dict) -> dict:

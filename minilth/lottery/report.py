@@ -98,13 +98,18 @@ def render_table(table: list[list[str]], markdown: bool = False) -> str:
 def write_csv(rows: list[dict], path: str | Path) -> Path:
     """Returns the path written: the rows as CSV (header from the first row), via a temp file + rename."""
     path = Path(path)
+    files.write_text(path, csv_text(rows))
+    return path
+
+
+def csv_text(rows: list[dict]) -> str:
+    """Returns the rows as CSV text, the header naming every key of every row."""
     buffer = io.StringIO()
     fields = list(dict.fromkeys(key for row in rows for key in row))
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)
-    files.write_text(path, buffer.getvalue())
-    return path
+    return buffer.getvalue()
 
 
 # --- the transfer heatmap ----------------------------------------------------------------------------
@@ -209,9 +214,15 @@ SLIDE_FONT_SIZE = 11  # points: readable when a figure fills half a slide
 VECTOR_FORMATS = ("svg",)  # written beside every PNG, for slides and papers (any suffix works: .pdf, .svg, .png)
 
 
+# What makes two drawings of the same figure differ byte for byte: the date a file records, and the random ids
+# of an SVG's elements. Without them, identical runs write identical figures.
+UNDATED = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}
+
+
 def save_figure(fig, path: str | Path, vector_formats: tuple[str, ...] = VECTOR_FORMATS) -> None:
     """Writes the figure atomically to `path` (format from the suffix) and as each of `vector_formats` beside it,
-    every text at least SLIDE_FONT_SIZE points."""
+    every text at least SLIDE_FONT_SIZE points; the same figure gives the same bytes."""
+    import matplotlib
     from matplotlib.text import Text
 
     for text in fig.findobj(Text):
@@ -219,8 +230,20 @@ def save_figure(fig, path: str | Path, vector_formats: tuple[str, ...] = VECTOR_
     fig.tight_layout()
     path = Path(path)
     for target in dict.fromkeys([path, *(path.with_suffix(f".{suffix}") for suffix in vector_formats)]):
-        with files.atomic_path(target) as temp:
-            fig.savefig(temp, dpi=150)
+        with files.atomic_path(target) as temp, matplotlib.rc_context({"svg.hashsalt": "minilth"}):
+            fig.savefig(temp, dpi=150, metadata=UNDATED.get(target.suffix.lstrip(".").lower()))
+
+
+def is_whole_figure(path: str | Path) -> bool:
+    """Returns True when a PNG or SVG file ends as a whole one does (a truncated file does not); other formats: when
+    the file exists."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    ending = {".png": b"IEND\xaeB`\x82", ".svg": b"</svg>\n"}.get(path.suffix.lower(), b"")
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - len(ending)))
+        return f.read() == ending
 
 
 

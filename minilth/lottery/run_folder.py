@@ -10,9 +10,18 @@
 
 Every file is written whole or not at all (files.py), and a round's files only by that round,
 so an interrupted run resumes from its last finished round. A folder whose run never finished a
-round belongs to nobody: any command may claim it. A damaged file is found when the run starts:
-one a finished round can re-create is rewritten (and says so); for the others, the message names
-the round to train again.
+round belongs to nobody: any command may claim it.
+
+A round belongs to the settings and the checkpoint that made it: its metrics.json carries their
+fingerprint (fingerprint(): the settings, where the run happens aside, and the sha256 of the
+checkpoint's files) and the sha256 of every other file the round wrote. Every file is read
+through its schema (schemas.py), and a mask is checked against the run's model (names, shapes)
+and its schedule (what round k prunes). A folder of another run's rounds, by config.json or by
+round 0's fingerprint, is refused in one line naming the settings that differ; a round that
+does not read back whole, or was made otherwise, is trained again with the rounds after it,
+saying so (reading a run without resuming it, it is a one-line error naming the round). A round
+written before rounds carried a fingerprint is adopted when the folder's config.json was there and
+matched, and trained again, saying so, when config.json is missing: what made it is then unknown.
 """
 from __future__ import annotations
 
@@ -26,16 +35,24 @@ import torch
 
 from .. import files
 from ..checkpoints import load_mask, load_tokenizer, resolve_checkpoint, save_mask
+from ..checkpoints.download import file_sha256
+from ..checkpoints.pretrained import checkpoint_digest, find_config
 from ..config import Experiment, TicketConfig
 from ..data import Task, get_task, load_dataset
 from ..errors import MinilthError
-from ..prune import Mask, MaskError, is_pooler, named_tensors, prunable_names
+from ..model import build_model
+from ..prune import Mask, MaskError, count_to_prune, is_head, is_pooler, named_tensors, prunable_names
 from ..scale import distributed
+from ..schemas import (FINGERPRINT, HEADS, THETA_I, FileError, check, not_a_folder, read_json, read_torch,
+                       round_record)
 from ..settings import SettingsError, flag, setting
-from ..train import autocast, choose_device, model_for_task
-from .verdict import write_summary
+from ..structured import pruned_units
+from ..train import autocast, choose_device, model_for_task, training_steps
+from .verdict import summary_problem, write_summary
 
 logger = logging.getLogger(__name__)
+
+ROUND_FILES = ("mask.pt", "heads.pt", "next_mask.pt", "theta_i.pt")  # what metrics.json records the sha256 of
 
 
 @dataclass
@@ -64,6 +81,8 @@ class TicketRun:
     rounds: list[Round]  # finished rounds, in order
     mask: Mask | None  # the mask the next round trains with
     theta_i: dict = field(default_factory=dict)  # {"step": i, "weights": {seed: weights after step i}} (--rewind-at)
+    fingerprint: dict = field(default_factory=dict)  # what made its results: fingerprint(config, checkpoint)
+    config_vouched: bool = True  # config.json was there and matched: rounds written before fingerprints are adopted
 
     @property
     def sparsities(self) -> list[float]:
@@ -84,11 +103,12 @@ class TicketRun:
 
 
 def start_run(config: TicketConfig, output_dir: str | Path, progress: bool = True) -> TicketRun:
-    """Returns the run ready for its next round: everything is checked (device, precision, data, checkpoint) before
-    the output folder is claimed, so a run that cannot start leaves the folder as it was.
+    """Returns the run ready for its next round: everything is checked (device, precision, data, checkpoint, the
+    steps an epoch makes) before the output folder is claimed, so a run that cannot start leaves the folder as it was.
 
-    A finished round whose files are damaged is trained again, with the rounds after it (a
-    warning says which); summary.json, .csv and .png are rewritten when one is missing or damaged.
+    A finished round whose files are damaged or were made otherwise is trained again, with the
+    rounds after it (a warning says which); a finished run's summary.json, .csv and .png are
+    rewritten when one is missing, damaged or out of date, saying which.
     """
     task = get_task(config.task)
     autocast(choose_device(config.device), config.precision)  # fp16 on a CPU fails here, not after the data
@@ -96,36 +116,52 @@ def start_run(config: TicketConfig, output_dir: str | Path, progress: bool = Tru
     with distributed.rank_0_first():  # data and checkpoints are downloaded once
         data = load_task_data(config, task, checkpoint, progress)
         model = model_for_task(checkpoint, task, config.seeds[0])
-    folder = claim_output_dir(output_dir, config)
-    run = TicketRun(config, task, checkpoint, folder, data, [], mask=None)
-    try:
-        run.rounds, run.theta_i = read_rounds(run, repair=True)
-    except MinilthError as error:  # theta_i.pt: every round rewound to it, so all are redone
-        logger.warning(f"{error}: every round is trained again")
-        run.rounds = []
+    training_steps(config, task, len(data[0].features))  # --epochs too small for one step fails here
+    made_by = fingerprint(config, checkpoint)
+    vouched = (Path(output_dir) / "config.json").is_file()  # and compared with `config` as the folder is claimed
+    folder = claim_output_dir(output_dir, config, made_by)
+    run = TicketRun(config, task, checkpoint, folder, data, [], mask=None, fingerprint=made_by,
+                    config_vouched=vouched)
+    run.rounds, run.theta_i = read_rounds(run, repair=True)
     if not run.rounds:
         run.mask = dense_mask(config, model)
         _warn_if_pooler_is_small(model, run.mask.names())
-    else:
+    elif run.finished:  # else the next round writes the summary
         _rewrite_summary_if_damaged(run)
-        if not run.finished:
-            run.mask = run.rounds[-1].next_mask
+    else:
+        run.mask = run.rounds[-1].next_mask
     return run
 
 
 def read_run(output_dir: str | Path, progress: bool = True, with_data: bool = True, **placement) -> TicketRun:
     """Returns an IMP run as its folder holds it, writing nothing: its config (with `placement` overrides such as
-    data_dir or device), finished rounds and theta_i, and its data unless `with_data` is False. A damaged file
-    is a one-line error saying to rerun the find_ticket command, which trains its round again."""
+    data_dir or device), finished rounds and theta_i, and its data unless `with_data` is False. A damaged file,
+    or one made with other settings or another checkpoint, is a one-line error saying to rerun the find_ticket
+    command, which trains its round again."""
     folder = Path(output_dir)
     config = load_config(folder, **placement)
     task = get_task(config.task)
     checkpoint = resolve_checkpoint(config.model)
-    run = TicketRun(config, task, checkpoint, folder, (), [], mask=None)
+    run = TicketRun(config, task, checkpoint, folder, (), [], mask=None, fingerprint=fingerprint(config, checkpoint))
     run.rounds, run.theta_i = read_rounds(run, repair=False)
     if with_data:
         run.data = load_task_data(config, task, checkpoint, progress)
     return run
+
+
+def fingerprint(config: TicketConfig, checkpoint: str | Path) -> dict:
+    """Returns what makes a run's results what they are: its settings, where it runs aside (data folder, device),
+    and the sha256 of its checkpoint's files. Every round and every control result carries it."""
+    settings = {name: value for name, value in config.to_dict().items() if name not in Experiment.PLACEMENT}
+    return {"settings": settings, "checkpoint": checkpoint_digest(checkpoint)}
+
+
+def fingerprint_differences(stored: dict, config: TicketConfig, made_by: dict, source: str | Path) -> list[str]:
+    """Returns what differs between the fingerprint a file carries and a run's (its config, its fingerprint): the
+    names of the settings, and the checkpoint's weights. A setting added since the file was written counts as its
+    default, as in config.json."""
+    changed = TicketConfig.from_dict(stored["settings"], f"{source}'s fingerprint").differences(config)
+    return changed + (["the checkpoint's weights"] if stored["checkpoint"] != made_by["checkpoint"] else [])
 
 
 def load_task_data(config: Experiment, task: Task, checkpoint: str | Path, progress: bool = True) -> tuple:
@@ -140,43 +176,68 @@ def load_task_data(config: Experiment, task: Task, checkpoint: str | Path, progr
 
 def dense_mask(config: TicketConfig, model) -> Mask:
     """Returns the all-ones mask over the config's prunable set of the model."""
-    names = prunable_names(model, include_embeddings=config.include_embeddings, include_pooler=not config.keep_pooler)
-    return Mask.dense(model, names)
+    return Mask.dense(model, prunable_set(config, model))
+
+
+def prunable_set(config: TicketConfig, model_or_tensors) -> list[str]:
+    """Returns the names of the matrices the config prunes in the model (a module, or its tensors by name)."""
+    return prunable_names(model_or_tensors, include_embeddings=config.include_embeddings,
+                          include_pooler=not config.keep_pooler)
 
 
 def load_config(output_dir: str | Path, **placement) -> TicketConfig:
     """Returns the TicketConfig find_ticket stored in the folder, with `placement` overrides (data_dir, device)."""
-    path = Path(output_dir) / "config.json"
+    path = not_a_folder(Path(output_dir) / "config.json")
     if not path.is_file():
         raise MinilthError(f"{output_dir} is not a find_ticket output folder (no config.json); "
                            f"run `python -m minilth.find_ticket --output {output_dir} ...` first")
     unknown = set(placement) - set(Experiment.PLACEMENT)
     if unknown:
         raise MinilthError(f"only {', '.join(Experiment.PLACEMENT)} of a finished run may change, not {unknown}")
-    stored = read_json(path, f"delete {path} and rerun the find_ticket command that started this run")
+    try:
+        stored = read_json(path)
+    except FileError as error:
+        raise MinilthError(f"{error}; delete {path} and rerun the find_ticket command that started this run") \
+            from None
     moved = {name: value for name, value in placement.items() if value is not None}
     # the file's values are checked naming the file, the flags given naming the flags
     return dataclasses.replace(TicketConfig.from_dict(stored, str(path)), **moved)
 
 
-def claim_output_dir(output_dir: str | Path, config: TicketConfig) -> Path:
+def claim_output_dir(output_dir: str | Path, config: TicketConfig, made_by: dict | None = None) -> Path:
     """Returns the folder after writing config.json into it; a folder that holds finished rounds must hold the
     same config (the data folder and device may change), one without any belongs to nobody."""
     folder = Path(output_dir)
-    check_same_config(folder, config)
+    check_same_config(folder, config, made_by)
     files.write_text(folder / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
     return folder
 
 
-def check_same_config(output_dir: str | Path, config: TicketConfig) -> None:
+def check_same_config(output_dir: str | Path, config: TicketConfig, made_by: dict | None = None) -> None:
     """Raises MinilthError when the folder holds finished rounds of a run whose config differs from `config` in
-    anything but its placement (data folder, device); a folder without finished rounds passes."""
+    anything but its placement (data folder, device): by its config.json, or (config.json deleted) by the
+    fingerprint its round 0 carries, which also tells another checkpoint (`made_by`: fingerprint()). A folder
+    without finished rounds passes."""
     folder = Path(output_dir)
-    if (folder / "config.json").exists() and round_done(folder, 0):
-        changed = load_config(folder).differences(config)
-        if changed:
-            raise MinilthError(f"{folder} holds a run with a different config ({', '.join(changed)} differ); "
-                               f"use another --output folder or the same settings to resume it")
+    if not round_done(folder, 0):
+        return
+    changed = load_config(folder).differences(config) if (folder / "config.json").exists() else []
+    stored = _stored_fingerprint(folder)
+    if not changed and stored is not None and made_by is not None:
+        changed = fingerprint_differences(stored, config, made_by, round_dir(folder, 0) / "metrics.json")
+    if changed:
+        raise MinilthError(f"{folder} holds a run with a different config ({', '.join(changed)} differ); "
+                           f"use another --output folder or the same settings to resume it")
+
+
+def _stored_fingerprint(folder: Path) -> dict | None:
+    """Returns the fingerprint round 0's metrics.json carries; None when it carries none or does not read (the round
+    is then trained again, as any damaged round)."""
+    try:
+        record = read_json(round_dir(folder, 0) / "metrics.json")
+        return check(FINGERPRINT, record["fingerprint"], "") if isinstance(record, dict) else None
+    except (MinilthError, KeyError):
+        return None
 
 
 # --- rounds on disk --------------------------------------------------------------------------------
@@ -196,100 +257,167 @@ def read_rounds(run: TicketRun, repair: bool) -> tuple[list[Round], dict]:
     """Returns (the finished rounds, theta_i) as the run's folder holds them, in order, stopping at the first gap.
 
     A round is finished when its metrics.json exists, and whole when every file it wrote reads
-    back and it trained with the mask the round before it pruned. With `repair`, the first round
-    that is not whole ends the list with a warning (the run trains it again, and the rounds after
-    it); without, it is a one-line error. theta_i.pt (with --rewind-at) must read back too: a
-    MinilthError when it does not.
+    back through its schema, it was made by the run's settings and checkpoint (the module doc),
+    its masks fit the run's model and schedule, and it trained with the mask the round before it
+    pruned. With `repair`, the first round that is not whole ends the list with a warning (the
+    run trains it again, and the rounds after it); without, it is a one-line error.
     """
-    rounds, last = [], len(run.sparsities) - 1
+    rounds, last, tensors = [], len(run.sparsities) - 1, model_tensors(run)
     while round_done(run.folder, len(rounds)) and len(rounds) <= last:
         index = len(rounds)
         try:
-            round_ = _read_round(run.folder, index, with_next_mask=index < last)
+            round_ = _read_round(run, index, tensors)
             if rounds and round_.mask != rounds[-1].next_mask:  # an older round's, left by a repair cut short
-                raise MinilthError(f"{round_dir(run.folder, index) / 'mask.pt'} is not the mask round {index - 1} "
-                                   f"pruned ({round_dir(run.folder, index - 1) / 'next_mask.pt'})")
+                raise FileError(f"{round_dir(run.folder, index) / 'mask.pt'} is not the mask round {index - 1} "
+                                f"pruned ({round_dir(run.folder, index - 1) / 'next_mask.pt'})")
             rounds.append(round_)
-        except MinilthError as error:
+        except (FileError, MaskError) as error:  # not whole (a folder in a file's place is refused instead)
             if not repair:
-                raise MinilthError(f"{error}; run the find_ticket command of {run.folder} again: it trains round "
-                                   f"{index} again") from None
+                raise MinilthError(f"{error}; run the find_ticket command of {run.folder} again (in a sweep: its "
+                                   f"shard), which trains round {index} again") from None
             logger.warning(f"{error}: round {index} is trained again, and the rounds after it")
             break
+    return rounds, rounds[0].theta_i if rounds else {}
+
+
+def model_tensors(run: TicketRun) -> dict[str, torch.Tensor]:
+    """Returns the tensors of the run's model by name, built on the meta device: their names and shapes, no memory
+    and no weights read."""
+    with torch.device("meta"):
+        model = build_model(find_config(run.checkpoint), head=run.task.kind, num_labels=run.task.num_labels)
+    return dict(model.state_dict())
+
+
+def _read_round(run: TicketRun, index: int, tensors: dict) -> Round:
+    """Returns round `index` as its folder holds it; MinilthError naming the first file that is not the round's."""
+    folder, last = round_dir(run.folder, index), len(run.sparsities) - 1
+    path = folder / "metrics.json"
+    record = read_json(path, round_record(run.task.metrics))
+    _check_made_by(run, record, path, index)
+    if record["round"] != index or abs(record["sparsity"] - run.sparsities[index]) > 1e-9:
+        raise FileError(f"{path} holds round {record['round']} at sparsity {record['sparsity']:g}, where this run's "
+                        f"round {index} is at {run.sparsities[index]:g}")
+    if len(record["metrics"]) != len(run.config.seeds):
+        raise FileError(f"{path} holds the metrics of {len(record['metrics'])} seeds, where the run has "
+                        f"{len(run.config.seeds)}")
+    mask = check_mask(run, load_mask(folder / "mask.pt"), index, tensors, folder / "mask.pt")
+    _check_per_seed(run, read_torch(folder / "heads.pt", HEADS), _shapes(tensors, is_head), folder / "heads.pt")
+    next_mask = None
+    if index < last:
+        next_mask = check_mask(run, load_mask(folder / "next_mask.pt"), index + 1, tensors, folder / "next_mask.pt")
     theta_i = {}
-    if run.config.rewind_at and rounds:
-        theta_i = load_tensors(run.folder / "theta_i.pt", "it is written with round 0")
-    return rounds, theta_i
+    if index == 0 and run.config.rewind_at:
+        theta_i = read_torch(run.folder / "theta_i.pt", THETA_I)
+        _check_per_seed(run, theta_i["weights"], _shapes(tensors), run.folder / "theta_i.pt")
+    return Round(index, record["sparsity"], mask, record["metrics"], record["seconds"], next_mask=next_mask,
+                 theta_i=theta_i)
 
 
-def _read_round(folder: Path, index: int, with_next_mask: bool) -> Round:
-    """Returns round `index` as its folder holds it; MinilthError naming the first file that does not read back."""
-    path = round_dir(folder, index) / "metrics.json"
-    record = read_json(path, "it is written when the round finishes")
-    if not isinstance(record, dict) or not {"metrics", "sparsity", "seconds"} <= set(record):
-        raise MinilthError(f"{path} is not a round record")
-    mask = load_mask(round_dir(folder, index) / "mask.pt")
-    load_tensors(round_dir(folder, index) / "heads.pt", "")  # read back, not kept: only --no-rewind-head needs them
-    next_mask = load_mask(round_dir(folder, index) / "next_mask.pt") if with_next_mask else None
-    return Round(index, record["sparsity"], mask, record["metrics"], record["seconds"], next_mask=next_mask)
+def _check_made_by(run: TicketRun, record: dict, path: Path, index: int) -> None:
+    """Raises FileError unless the round was made by the run's settings and checkpoint and its other files are the
+    ones it wrote; a round written before rounds carried a fingerprint passes when config.json vouched for it."""
+    if "fingerprint" not in record:
+        if not run.config_vouched:
+            raise FileError(f"{path} was written before rounds recorded their settings, and config.json is "
+                            f"missing: what trained it is unknown")
+        return
+    changed = fingerprint_differences(record["fingerprint"], run.config, run.fingerprint, path)
+    if changed:
+        raise FileError(f"{path} was made with other settings ({', '.join(changed)} differ)")
+    for name, digest in record.get("files", {}).items():
+        file = not_a_folder(round_file(run.folder, index, name))
+        if not file.is_file() or file_sha256(file) != digest:
+            raise FileError(f"{file} is missing, or is not the file round {index} wrote")
+
+
+def round_file(folder: Path, index: int, name: str) -> Path:
+    """Returns where a file of round `index` is (one of ROUND_FILES; theta_i.pt beside the rounds)."""
+    if name not in ROUND_FILES:
+        raise FileError(f"{round_dir(folder, index) / 'metrics.json'} records a file '{name}' no round writes")
+    return Path(folder) / name if name == "theta_i.pt" else round_dir(folder, index) / name
+
+
+def check_mask(run: TicketRun, mask: Mask, index: int, tensors: dict, source: str | Path) -> Mask:
+    """Returns the mask after checking that round `index` of the run trains with it: it masks the run's prunable
+    matrices (names and shapes of the model's `tensors`) and prunes what the schedule's sparsity prunes (in
+    weights; in heads and neurons for a structured run). MaskError naming `source` otherwise."""
+    expected = prunable_set(run.config, tensors)
+    if mask.names() != expected:
+        strangers = sorted(set(mask.names()) ^ set(expected)) or ["their order"]
+        raise MaskError(f"{source} masks other matrices than this run prunes ({strangers[0]}): it was made for "
+                        f"another model or other settings")
+    try:
+        mask.check_fits(tensors)
+    except MaskError as error:
+        raise MaskError(f"{source}: {error}") from None
+    sparsity = run.sparsities[index]
+    if not prunes_as_scheduled(run.config, mask, sparsity, find_config(run.checkpoint).num_attention_heads):
+        raise MaskError(f"{source} prunes {100 * mask.sparsity:.2f}% of the weights, not what round {index} of this "
+                        f"run prunes ({100 * sparsity:g}%{' of the units' if run.config.structured else ''})")
+    return mask
+
+
+def prunes_as_scheduled(config: TicketConfig, mask: Mask, sparsity: float, num_heads: int) -> bool:
+    """Returns True when the mask prunes what IMP prunes at `sparsity`: round(s x the weights); or, structured,
+    round(s x the units) of each kind it prunes (per layer: every layer its share, each count rounded)."""
+    if not config.structured:
+        return mask.num_pruned == count_to_prune(sparsity, mask.num_total)
+    counts = pruned_units(config, mask, num_heads)
+    layers = len({name.split(".layer.")[1].split(".")[0] for name in mask.names() if ".layer." in name})
+    allowed = 0.5 * (layers if config.rank_within == "layer" else 1)  # each count's rounding
+    return all(abs(pruned - sparsity * total) <= allowed for pruned, total in counts.values())
+
+
+def _shapes(tensors: dict, keep=lambda name: True) -> dict[str, tuple]:
+    return {name: tuple(tensor.shape) for name, tensor in tensors.items() if keep(name)}
+
+
+def _check_per_seed(run: TicketRun, per_seed: dict, shapes: dict, path: Path) -> None:
+    """Raises FileError unless `per_seed` ({seed: {name: tensor}}: trained heads, theta_i) holds the run's seeds,
+    each with the tensors of the run's model (`shapes`: their names and shapes)."""
+    if sorted(per_seed) != sorted(run.config.seeds):
+        raise FileError(f"{path} holds seeds {sorted(per_seed)}, where the run's are {run.config.seeds}")
+    for seed, tensors in per_seed.items():
+        found = _shapes(tensors)
+        if found != shapes:
+            differ = sorted(name for name in {**found, **shapes} if found.get(name) != shapes.get(name))
+            raise FileError(f"{path}: seed {seed}'s tensors do not fit the run's model ({differ[0]}: "
+                            f"{found.get(differ[0], 'missing')}, expected {shapes.get(differ[0], 'none')})")
 
 
 def _rewrite_summary_if_damaged(run: TicketRun) -> None:
-    """Writes summary.* again when summary.json is missing, damaged or behind the finished rounds, saying so."""
-    path = run.folder / "summary.json"
-    try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
-        if len(stored["rounds"]) == len(run.rounds):
-            return
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    if path.exists():
-        logger.warning(f"{path} was damaged or out of date: summary.json, .csv and .png are written again")
-    write_summary(run.folder, run.rounds, run.task, run.config.structure)
+    """Writes summary.* again when one is missing, damaged or behind the finished rounds, saying which."""
+    problem = summary_problem(run.folder, run.rounds, run.task, run.config.structure)
+    if problem:
+        logger.warning(f"{problem}: summary.json, .csv and .png are written again")
+        write_summary(run.folder, run.rounds, run.task, run.config.structure)
 
 
 def save_round(run: TicketRun, round_: Round) -> None:
     """Writes a finished round into its own folder (mask, heads, theta_i, the pruned next mask, then metrics.json,
-    which marks it done) and the run's summary with it."""
+    which marks it done, with the run's fingerprint and the sha256 of each file) and the run's summary with it."""
     folder = round_dir(run.folder, round_.index)
-    save_mask(round_.mask, folder / "mask.pt")
+    written = {"mask.pt": save_mask(round_.mask, folder / "mask.pt"), "heads.pt": folder / "heads.pt"}
     files.save(round_.heads, folder / "heads.pt")
     if round_.theta_i:
-        files.save(round_.theta_i, run.folder / "theta_i.pt")
+        written["theta_i.pt"] = run.folder / "theta_i.pt"
+        files.save(round_.theta_i, written["theta_i.pt"])
     if round_.next_mask is not None:
-        save_mask(round_.next_mask, folder / "next_mask.pt")
+        written["next_mask.pt"] = save_mask(round_.next_mask, folder / "next_mask.pt")
+    digests = {name: file_sha256(path) for name, path in written.items()} if distributed.is_writer() else {}
     record = {"round": round_.index, "sparsity": round_.sparsity, "metrics": round_.metrics,
-              "seconds": round_.seconds}
+              "seconds": round_.seconds, "fingerprint": run.fingerprint, "files": digests}
     files.write_text(folder / "metrics.json", json.dumps(record, indent=2) + "\n")  # last: the round is done
     write_summary(run.folder, [*run.rounds, round_], run.task, run.config.structure)
 
 
 def load_heads(run: TicketRun, index: int) -> dict:
     """Returns {seed: head tensors} trained in round `index`."""
-    return load_tensors(round_dir(run.folder, index) / "heads.pt", redo_hint(run.folder, index))
-
-
-def redo_hint(folder: Path, index: int) -> str:
-    """Returns the advice for a damaged file of round `index`: delete its metrics.json and rerun."""
-    return f"delete {round_dir(folder, index) / 'metrics.json'} and rerun: round {index} is trained again"
-
-
-def load_tensors(path: Path, fix: str) -> dict:
-    """Returns a dict of tensors written by files.save; a missing or damaged file is one line ending with `fix`."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds for a missing or damaged zip
-        raise MinilthError(f"{path} is missing or damaged ({type(error).__name__})" + (f"; {fix}" if fix else "")) \
-            from None
-
-
-def read_json(path: Path, fix: str):
-    """Returns a JSON file's content; a missing or damaged file is one line ending with `fix`."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise MinilthError(f"{path} is missing or damaged ({type(error).__name__})" + (f"; {fix}" if fix else "")) \
-            from None
+        return read_torch(round_dir(run.folder, index) / "heads.pt", HEADS)
+    except FileError as error:
+        raise MinilthError(f"{error}; delete {round_dir(run.folder, index) / 'metrics.json'} and rerun: round "
+                           f"{index} is trained again") from None
 
 
 def pooler_magnitude_ratio(model_or_sd, names: list[str]) -> float | None:
@@ -329,8 +457,13 @@ class RoundChoice:
     def __post_init__(self):
         self.sparsity = _parse_sparsity(self.sparsity)
 
-    def at(self, task: str) -> float | None:
-        """Returns the sparsity chosen for a run of `task` (None: its last finished round)."""
+    def at(self, task: str, strict: bool = False) -> float | None:
+        """Returns the sparsity chosen for a run of `task` (None: its last finished round). `strict`, for a command
+        that works on one run: TASK=S pairs that do not name its task are a SettingsError, not its last round."""
+        named = sorted(name for name in self.sparsity if name != "*")
+        if strict and named and task not in named:
+            raise SettingsError(f"{flag('sparsity')} names {', '.join(named)}, but the run is {get_task(task).name}'s; "
+                                f"give {flag('sparsity')} S or {get_task(task).name}=S")
         return self.sparsity.get(task, self.sparsity.get("*"))
 
 

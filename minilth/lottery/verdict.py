@@ -18,7 +18,9 @@ from pathlib import Path
 
 from .. import files
 from ..data import Task
-from .report import SETTING_LABELS, describe, percent_scale, plot_sparsity_curve, render_table, write_csv
+from ..schemas import SUMMARY, FileError, read_json
+from .report import (SETTING_LABELS, csv_text, describe, is_whole_figure, new_figure, percent_scale, plot_sparsity_curve,
+                     render_table, write_csv)
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +164,24 @@ def separation(gap: float, spread: float) -> str:
 
 def _std(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summary_problem(output_dir: Path, rounds: list, task: Task, structure: str = "unstructured") -> str | None:
+    """Returns what is wrong with the summary files write_summary wrote for these rounds (one missing, damaged, or
+    out of date), or None when they are whole and current."""
+    summary = summarize(rounds, task, structure)
+    path = Path(output_dir) / "summary.json"
+    try:
+        if read_json(path, SUMMARY) != json.loads(json.dumps(summary)):  # as the file holds it
+            return f"{path} does not hold these rounds"
+    except FileError as error:  # a folder in its place is refused instead
+        return str(error)
+    csv_path = path.with_suffix(".csv")
+    if not csv_path.is_file() or csv_path.read_bytes() != csv_text(summary["rounds"]).encode("utf-8"):
+        return f"{csv_path} is missing, or does not hold these rounds"
+    figures = [path.with_suffix(".png"), path.with_suffix(".svg")] if new_figure((1, 1)) is not None else []
+    damaged = [figure for figure in figures if not is_whole_figure(figure)]
+    return f"{damaged[0]} is missing or damaged" if damaged else None
 
 
 def format_table(summary: dict) -> str:

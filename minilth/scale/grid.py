@@ -43,19 +43,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import files
-from ..checkpoints import load_mask, resolve_checkpoint
+from ..checkpoints import resolve_checkpoint
+from ..checkpoints.masks import mask_digest
 from ..config import Experiment, TicketConfig
 from ..data import TASKS, get_task
 from ..errors import MinilthError
-from ..lottery.baselines import (CONTROLS, ControlSettings, controls_folder, result_path, run_one_control,
-                                stored_result, table2_results, write_table2)
-from ..lottery.mask_transfer import DENSE, fingerprint, format_matrix, summarize_matrix, transfer, write_outputs
+from ..lottery.baselines import (CONTROLS, ControlSettings, check_result, controls_folder, result_path,
+                                 run_one_control, stored_result, table2_results, write_table2)
+from ..lottery.mask_transfer import DENSE, check_run_metrics, format_matrix, summarize_matrix, transfer, write_outputs
 from ..lottery.report import format_table2, render_table, table2
-from ..lottery.run_folder import (RoundChoice, check_same_config, load_task_data, read_json, read_run, round_at,
-                                  round_dir, round_done)
+from ..lottery.run_folder import (RoundChoice, TicketRun, check_same_config, fingerprint, load_task_data, read_run,
+                                  round_at, round_dir)
 from ..lottery.task_settings import TASK_SETTINGS_HELP, for_task, parse_task_settings
 from ..lottery.verdict import table2_verdict
-from ..settings import check, flag, setting
+from ..schemas import SWEEP, TRANSFER_RUN, FileError, not_a_folder, read_json
+from ..settings import check, flag, setting, value_type
+from ..train import FinetuneSettings
 from ..ticket import find_ticket
 from . import distributed
 
@@ -159,12 +162,24 @@ class Sweep:
         return round_dir(self.imp_folder(task), index) / "metrics.json"
 
     def finished(self, job: Job) -> bool:
-        """Returns True when the job's output exists and reads back whole (a damaged one is not finished)."""
-        path = self.output(job)
+        """Returns True when the job's output is whole and the sweep's: an IMP run whose every round reads back as
+        find_ticket checks it, a result read through its schema and made by the sweep's settings and checkpoint.
+        A damaged one, or another's, is not finished: the job runs again."""
         try:
-            return path.exists() and isinstance(read_json(path, ""), dict)
+            if job.kind == "imp":
+                return read_run(self.imp_folder(job.task), with_data=False).finished
+            if job.kind == "control":
+                return self.output(job).exists() and bool(check_result(self.output(job), self.settings_of(job.task)))
+            return self.output(job).exists() and bool(read_cell(self.output(job)))
         except MinilthError:
             return False
+
+    def settings_of(self, task: str) -> TicketRun:
+        """Returns the task's IMP run as its jobs are made: its settings and fingerprint (no round is read)."""
+        config = self.config_for(task)
+        checkpoint = resolve_checkpoint(config.model)
+        return TicketRun(config, get_task(task), checkpoint, self.imp_folder(task), (), [], mask=None,
+                         fingerprint=fingerprint(config, checkpoint))
 
     # -- what each job needs --
 
@@ -197,7 +212,11 @@ class Sweep:
             return f"waits for {needed.name} (round {index}, {100 * self.config.sparsities()[index]:g}%)"
         if job.kind == "imp" and state == "ready":
             rounds = len(self.config.sparsities())
-            done = next(i for i in range(rounds) if not self.round_done(job.task, i).exists())
+            done = next((i for i in range(rounds) if not self.round_done(job.task, i).exists()), rounds)
+            try:
+                read_run(self.imp_folder(job.task), with_data=False)
+            except MinilthError as error:  # a finished round that is not whole: the job trains it again
+                return f"ready: {error}" if done else "ready"
             return f"{done} of {rounds} rounds done" if done else "ready"
         return state
 
@@ -301,14 +320,17 @@ def load_sweep(output_dir: str | Path, **placement) -> Sweep:
     """Returns the sweep defined in output_dir/sweep.json, with `placement` overrides (data_dir, device); anything
     wrong in the file is one line that names it."""
     folder = Path(output_dir)
-    path = folder / DEFINITION
+    path = not_a_folder(folder / DEFINITION)
     if not path.is_file():
         raise SweepError(f"{folder} holds no {DEFINITION}; define the sweep first: "
                          f"python -m minilth.sweep plan --output {folder} --tasks ...")
     fix = f"correct it, or delete it and run the same `python -m minilth.sweep plan` again: finished jobs are kept"
-    stored = read_json(path, fix)
     try:
-        if not isinstance(stored, dict) or stored.get("format") != FORMAT:
+        stored = read_json(path, SWEEP)
+    except FileError as error:
+        raise SweepError(f"{error}; {fix}") from None
+    try:
+        if stored["format"] != FORMAT:
             raise ValueError(f"not a sweep definition of this minilth (format '{FORMAT}')")
         moved = {name: value for name, value in placement.items() if value is not None}
         config = TicketConfig.from_dict({**stored["config"], **moved, "task": stored["tasks"][0]}, str(path))
@@ -424,12 +446,11 @@ class Runner:
         written whole once done."""
         sweep, started, source = self.sweep, time.perf_counter(), {}
         mask = None
-        if job.source != DENSE:
-            index = sweep.round_index(sweep.sparsity[job.source])
-            path = round_dir(sweep.imp_folder(job.source), index) / "mask.pt"
-            mask = load_mask(path)
+        if job.source != DENSE:  # the source's round, read and checked as every command reads it
+            imp = round_at(read_run(sweep.imp_folder(job.source), with_data=False), sweep.sparsity[job.source])
+            mask, path = imp.mask, round_dir(sweep.imp_folder(job.source), imp.index) / "mask.pt"
             source = {"mask": str(path.relative_to(sweep.folder)), "sparsity": mask.sparsity,
-                      "fingerprint": fingerprint(mask)}
+                      "fingerprint": mask_digest(mask)}
         metrics = transfer(mask, get_task(job.task), sweep.config_for(job.task), job.seed, self.task_data(job.task),
                            self.progress)
         label = DENSE if job.source == DENSE else sweep.source_label(job.source)
@@ -473,17 +494,19 @@ def run_shard(sweep: Sweep, index: int = 1, count: int = 1, progress: bool = Tru
 
 def table2_results_of(sweep: Sweep, task: str) -> dict[str, list[dict]]:
     """Returns the task's finished results, {setting: [metrics per seed]} (dense, IMP, each control's finished seeds);
-    {} before the IMP job's dense round is done."""
-    if not sweep.round_done(task, 0).exists():
+    {} before the IMP job's dense round is done, or while one of its rounds does not read back whole."""
+    try:
+        run = read_run(sweep.imp_folder(task), with_data=False)
+    except MinilthError:  # not started, or a round to train again: the missing jobs' list says which
         return {}
-    run = read_run(sweep.imp_folder(task), with_data=False)
     imp = next((r for r in run.rounds if r.index == sweep.round_index(sweep.sparsity[task])), None)
     if imp is None:  # no control can be finished either: they start from that round
         return {"dense": run.rounds[0].metrics}
     finished = {}
     for control in sweep.controls:
         paths = [result_path(sweep.controls_folder(task), control, seed) for seed in sweep.config.seeds]
-        finished[control] = [result for result in map(stored_result, paths) if result is not None]
+        results = (stored_result(path, run, imp.mask) for path in paths)
+        finished[control] = [result for result in results if result is not None]
     return table2_results(run, imp, finished)
 
 
@@ -492,9 +515,16 @@ def transfer_record(sweep: Sweep) -> dict:
     runs = {}
     for job in sweep.jobs():
         if job.kind == "transfer" and sweep.finished(job):
-            runs[job.name] = read_json(sweep.output(job), "")
+            runs[job.name] = read_cell(sweep.output(job))
     return {"tasks": sweep.transfer_targets, "labels": [sweep.source_label(s) for s in sweep.transfer_sources],
             "runs": runs}
+
+
+def read_cell(path: Path) -> dict:
+    """Returns a transfer cell read through its schema, with its target task's metrics; FileError otherwise."""
+    cell = read_json(path, TRANSFER_RUN)
+    check_run_metrics(cell, path)
+    return cell
 
 
 def merge(sweep: Sweep, write: bool = True) -> str:

@@ -28,6 +28,7 @@ IMPORTANCES = ("magnitude", "gradient")
 RANKING_SCOPES = ("model", "layer")  # --rank-within: where units are ranked
 RANKED_ON = ("first_seed", "every_seed")  # --rank-on: the round's trained models the next mask is ranked on
 GRADIENT_BATCHES = 8  # --importance gradient: training batches its |dLoss/dgate| is summed over (0: all)
+MAX_IMPORTANCE_BATCHES = 1_000_000  # more than any task's training set holds (MNLI: 12,272 batches of 32)
 
 
 @dataclass(kw_only=True)
@@ -60,9 +61,9 @@ class StructuredSettings:
             check(self.structured or getattr(self, name) == unstructured_value,
                   f"{flag(name)} {getattr(self, name)} ranks heads and neurons: add {flag('structure')} "
                   f"heads_and_neurons (or heads, or neurons)")
-        check(isinstance(self.importance_batches, int) and self.importance_batches >= 0,
-              f"{flag('importance_batches')} must be a whole number of batches, 0 for all, not "
-              f"{self.importance_batches!r}")
+        check(isinstance(self.importance_batches, int) and 0 <= self.importance_batches <= MAX_IMPORTANCE_BATCHES,
+              f"{flag('importance_batches')} must be a whole number of batches from 0 (all of them) to "
+              f"{MAX_IMPORTANCE_BATCHES:,}, not {self.importance_batches!r}")
         check(self.importance == "gradient" or self.importance_batches == GRADIENT_BATCHES,
               f"{flag('importance_batches')} counts the batches of the gradient ranking: add "
               f"{flag('importance')} gradient")
