@@ -37,7 +37,7 @@ from ..schemas import (TRANSFER_RECORD, FileError, check as check_schema, metric
 from ..settings import check, flag, setting
 from ..train import finetune, model_for_task
 from .report import differences, percent_scale, render_table, to_json, transfer_heatmap, write_csv
-from .run_folder import load_config, load_task_data, read_run, round_at, round_dir
+from .run_folder import load_config, load_task_data, round_dir
 from .task_settings import TASK_SETTINGS_HELP, for_task, parse_task_settings
 
 logger = logging.getLogger(__name__)
@@ -133,16 +133,28 @@ def find_mask(source: str | Path, sparsity: float | None = None) -> tuple[Mask, 
     """Returns (mask, its file): a mask file, or a find_ticket folder's finished round at `sparsity` (default: the
     sparsest).
 
-    A folder's run is read as every command reads it (run_folder.read_run: each round checked
-    against its settings, model and schedule); only the round's mask moves.
+    In a folder only the finished rounds' mask.pt files are read, nothing else of the run.
     """
     source = Path(source)
     if source.is_file():
         return load_mask(source), source
     if not source.is_dir():
         raise TransferError(f"mask source {source} does not exist; give a mask.pt file or a find_ticket output folder")
-    imp = round_at(read_run(source, with_data=False), sparsity)
-    return imp.mask, round_dir(source, imp.index) / "mask.pt"
+    paths = [path for path in sorted(source.glob("rounds/round_*/mask.pt")) if (path.parent / "metrics.json").exists()]
+    if not paths:
+        raise TransferError(f"{source} holds no finished round (rounds/round_*/mask.pt with its metrics.json); give a "
+                            f"mask file or a find_ticket folder")
+    masks = [(mask, path) for mask, path in ((load_mask(path), path) for path in paths)
+             if mask.num_pruned > 0]  # round 0's dense mask is no ticket
+    if not masks:
+        raise TransferError(f"{source} holds only the dense round's mask; let find_ticket prune at least one round")
+    if sparsity is None:
+        return max(masks, key=lambda pair: pair[0].num_pruned)
+    for mask, path in masks:
+        if abs(mask.num_pruned - sparsity * mask.num_total) <= 0.5:  # the count IMP makes: round(s * total)
+            return mask, path
+    have = ", ".join(f"{m.sparsity:.2f}" for m, _ in masks)
+    raise TransferError(f"{source} has no mask at sparsity {sparsity:g} (it has {have}); pick one of those")
 
 
 def source_label(path: Path, mask: Mask) -> str:
