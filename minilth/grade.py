@@ -37,7 +37,7 @@ def build_parser() -> CommandParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_cli(lambda: run(args))
+    return run_cli(lambda: run(args), interrupted_hint="nothing was written; run the same command again")
 
 
 def run(args) -> int:
@@ -58,11 +58,12 @@ def run(args) -> int:
             raise MinilthError(f"{path} is not a file: give the students' .ipynb notebooks")
     if args.report:
         check_report(Path(args.report))
+    reports = []
     with Sandbox(limits) as sandbox:
-        reports = [grade_notebook(path, lab, sandbox) for path, lab in zip(args.notebooks, labs)]
-    for report in reports:
-        for row in report["exercises"]:
-            print(f"{'PASS' if row['passed'] else 'FAIL'} {report['notebook']} {row['exercise']}: {row['message']}")
+        for path, lab in zip(args.notebooks, labs):
+            reports.append(grade_notebook(path, lab, sandbox))
+            for row in reports[-1]["exercises"]:  # as each notebook is graded: the progress of a class's grading
+                print(f"{'PASS' if row['passed'] else 'FAIL'} {path} {row['exercise']}: {row['message']}", flush=True)
     text = json.dumps(reports if len(reports) > 1 else reports[0], indent=2) + "\n"
     if args.report:
         write_text(args.report, text)
@@ -75,6 +76,9 @@ def check_report(path: Path) -> None:
     """Raises a one-line MinilthError unless the report can be written at `path` (before any grading)."""
     if path.is_dir():
         raise MinilthError(f"--report {path} is a folder: give a file name, e.g. {path / 'report.json'}")
+    above = next(folder for folder in path.parents if folder.exists())
+    if not above.is_dir():
+        raise MinilthError(f"--report {path} is under {above}, which is a file: give a path in a folder")
     check_writable_folder(path.parent, "--report")
 
 

@@ -50,7 +50,7 @@ class Exercise:
 
     name: str
     calls: Callable[[int], list[tuple]]  # seed -> the arguments of each call, in order
-    judge: Callable[[list[tuple], list[dict]], str | None]  # (fresh calls, outcomes) -> None when right; or raises Fail
+    judge: Callable[[list[tuple], list[dict]], None]  # (fresh calls, outcomes) -> None when right, else raises Fail
     library: tuple[str, ...] = ()  # "minilth.prune.magnitude_prune": refused while the student's function runs
     observe: Callable[[tuple, Any], Any] = _returned  # (the call's arguments after it, its return value) -> data
 

@@ -128,10 +128,10 @@ def grade_exercise(exercise: Exercise, cells: list[Cell], sandbox: Sandbox, seed
     answer = sandbox.run(name, [(cell.index, without_magics(cell.source)) for cell in sent], seed)
     if isinstance(answer, str):
         return answer
-    if "cell" in answer and isinstance(answer.get("raised"), str):
-        where = f"the cell of {name}" if any(cell.index == answer["cell"] for cell in own) else \
-            f"the setup cell {answer['cell'] + 1}"
-        return f"{where} raised {answer['raised']}"
+    if "cell" in answer:  # [index, the error]: a cell raised before any call
+        index, raised = answer["cell"]
+        where = f"the cell of {name}" if any(cell.index == index for cell in own) else f"setup cell {index + 1}"
+        return f"{where} raised {raised}"
     if "undefined" in answer:
         return f"{name} is not a function after its cell ran (it is a {answer['undefined']})"
     return verdict(exercise, seed, answer.get("outcomes"))

@@ -33,7 +33,7 @@ What it does not guarantee
     - Against escapes below Python: the refusals are CPython's audit hooks (PEP 578), which native code can step
       around; torch.from_file, for one, reads a file without Python's open. For an exam, run the grader as a user
       who cannot read the students' other files, or in a container.
-    - Grading on Windows: the exercises' processes are forks (Linux, macOS).
+    - Grading on Windows: the exercises' processes are forks. It is tested on Linux.
 """
 from __future__ import annotations
 
@@ -42,7 +42,6 @@ import json
 import math
 import os
 import pkgutil
-import resource
 import select
 import shutil
 import signal
@@ -68,7 +67,7 @@ MAX_RESULTS_BYTES = 64 * 2**20
 REFUSED_EVENTS = {"os.fork", "os.forkpty", "os.exec", "os.spawn", "os.posix_spawn", "os.system", "subprocess.Popen",
                   "os.startfile", "os.kill", "os.killpg", "signal.pthread_kill", "resource.setrlimit",
                   "resource.prlimit", "os.chmod", "os.chown", "os.link", "os.mkdir", "os.remove", "os.rename",
-                  "os.rmdir", "os.symlink", "os.truncate", "os.utime", "os.setxattr", "os.removexattr"}
+                  "os.rmdir", "os.symlink", "os.truncate", "os.utime", "os.setxattr", "os.removexattr", "os.fwalk"}
 REFUSED_PREFIXES = ("ctypes.", "socket.")
 REFUSED_IMPORTS = {"_posixsubprocess", "_ctypes", "_cffi_backend"}  # process starts and native code without events
 WRITES = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -97,11 +96,14 @@ class Sandbox:
     exercise, which takes milliseconds where starting Python and importing torch takes seconds."""
 
     def __init__(self, limits: Limits):
+        if not hasattr(os, "fork"):
+            raise MinilthError("grading runs each exercise in a fork of a process, which Windows cannot make: grade "
+                               "on Linux (or in WSL)")
         self.limits, self.folder, self.helper, self.buffer, self.jobs = limits, tempfile.mkdtemp(), None, b"", 0
 
     def run(self, exercise: str, cells: list[tuple[int, str]], seed: int):
-        """Returns what the exercise's process sent back: {"outcomes": [...]}, {"cell": index, "raised": ...} or
-        {"undefined": what}; or the line saying why it sent nothing (a limit, an exit)."""
+        """Returns what the exercise's process sent back: {"outcomes": [...]}, {"cell": [index, the error it raised]}
+        or {"undefined": what it found}; or the line saying why it sent nothing (a limit, an exit)."""
         if self.helper is None or self.helper.poll() is not None:
             self._start()
         self.jobs += 1
@@ -131,11 +133,13 @@ class Sandbox:
     def _start(self) -> None:
         self.close()
         with open(Path(self.folder) / "helper.log", "wb") as log:
-            self.helper = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
+            self.helper = subprocess.Popen([sys.executable, "-c", f"from {__name__} import serve; serve()"],
+                                           stdin=subprocess.PIPE,
                                            stdout=subprocess.PIPE, stderr=log, cwd=self.folder, start_new_session=True)
-        self.buffer = b""
+        self.buffer, ready = b"", ""
         try:
-            ready = self._line(STARTUP_SECONDS)
+            while ready not in ("ready", None):  # anything a module printed on import comes first
+                ready = self._line(STARTUP_SECONDS)
         except EOFError:
             ready = None
         if ready != "ready":
@@ -155,7 +159,7 @@ class Sandbox:
                 raise EOFError
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
-        return line.decode()
+        return line.decode(errors="replace")
 
     def _results(self, path: Path, status: int):
         """Returns what an exercise's process sent back, read as data only, or the line saying why there is none."""
@@ -208,8 +212,8 @@ def _kill(pid: int) -> None:
 
 
 def serve() -> None:
-    """The helper (python -m minilth.course.isolation): imports what the exercises need once, then runs each job read
-    from stdin in a fork of itself, saying "started PID", then "ended STATUS"."""
+    """The helper process: imports what the exercises need once, then runs each job read from stdin in a fork of
+    itself, saying "started PID", then "ended STATUS"."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a thread pool started here would hang in the forks: they start their own
     import minilth
@@ -243,6 +247,7 @@ def _warm_up() -> None:
 def _exercise_process(job: dict) -> None:
     """Runs one exercise in this fork: the inputs, the refusals and the guard first, then the student's cells and
     the calls; writes what came back to the job's results file and exits."""
+    import resource  # POSIX only, as fork is
     status = 1
     try:
         results = open(job["results"], "wb")  # the one file this process writes, opened before the student's code
@@ -272,7 +277,7 @@ def _student_outcomes(exercise, cells: list[tuple[int, str]], calls: list[tuple]
         try:
             exec(compile(source, f"<cell {index}>", "exec"), namespace)
         except Exception as error:
-            return {"cell": index, "raised": one_line(error)}
+            return {"cell": [index, one_line(error)]}
     function = namespace.get(exercise.name)
     if not callable(function):
         return {"undefined": type(function).__name__}
@@ -301,7 +306,9 @@ def _guard(readable: tuple[str, ...], minilths: str):
                 return
             writes = any(c in (mode or "") for c in "wax+") or bool(isinstance(flags, int) and flags & WRITES)
             real = os.path.realpath(os.fsdecode(path))
-            if writes or real.startswith(minilths) or not real.startswith(readable):
+            # a folder is refused too: opened, it could anchor a path relative to it (dir_fd) that this guard, which
+            # sees the path only, would read relative to the working folder
+            if writes or real.startswith(minilths) or not real.startswith(readable) or os.path.isdir(real):
                 raise PermissionError(f"an exercise may only read Python's own files, not {os.fsdecode(path)}")
         elif (event in REFUSED_EVENTS or event.startswith(REFUSED_PREFIXES)
               or (event == "object.__setattr__" and args[1] == "__code__")
@@ -309,6 +316,3 @@ def _guard(readable: tuple[str, ...], minilths: str):
             raise PermissionError(f"an exercise may not {event}")
     return guard
 
-
-if __name__ == "__main__":
-    serve()

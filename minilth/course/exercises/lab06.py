@@ -8,7 +8,7 @@ from ...lottery.baselines import random_prune
 from ...lottery.mask_transfer import transfer_mask as library_transfer_mask
 from ...model import BertConfig, BertModel
 from ...prune import Mask, is_pooler, named_tensors, prunable_names
-from ..exercise import TINY, Exercise, Fail, mask_of, returned, tensor_of, tiny_model
+from ..exercise import TINY, Exercise, Fail, mask_of, returned, tiny_model
 
 PAD, UNK, CLS, SEP, MASK = 0, 100, 101, 102, 103  # BERT's ids of its special tokens
 VOCAB = 1000
