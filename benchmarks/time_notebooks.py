@@ -4,8 +4,9 @@
     MINILTH_DATA_DIR=/path/to/glue python benchmarks/time_notebooks.py 04 05      # some
     MINILTH_DATA_DIR=/path/to/glue python benchmarks/time_notebooks.py --labs     # the course's labs, solved
 
-With --labs, each lab of course/ runs with its exercises' solutions, and the time of each step (its cells
-tagged setup, check or run, in order) is printed for the teacher's guide.
+With --labs, each lab of course/ runs as the teacher's solved copy (python -m minilth.grade --write-labs DIR
+--solved), and the time of each step (its cells tagged setup, check or run, in order) is printed for the teacher's
+guide.
 
 Each notebook runs in a fresh kernel in a temporary folder (what it writes lands there), with the
 data already in $MINILTH_DATA_DIR, so the time is the lesson's and not a download's. Besides the
@@ -15,6 +16,7 @@ tables), so the effect a lesson shows is checked in the same run.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -33,10 +35,11 @@ TUTORIALS = REPOSITORY / "tutorials"
 def run_notebook(path: Path, solved: bool = False) -> tuple[float, str, list[tuple[str, float]]]:
     """Returns (seconds, its printed output, (tag, seconds) of each code cell) of one notebook executed top to
     bottom in a temporary folder; `solved`: its exercise cells replaced by their solutions (a course lab)."""
-    notebook = nbformat.read(path, as_version=4)
-    for cell in notebook.cells:
-        if solved and "exercise" in cell.metadata.get("tags", []):
-            cell.source = cell.metadata["minilth"]["solution"]
+    if solved:  # the teacher's solved copy of the lab: each exercise cell holds its solution
+        from minilth.course.grading import copy_of
+        notebook = nbformat.reads(json.dumps(copy_of(path, solved=True)), as_version=4)
+    else:
+        notebook = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory(prefix="minilth_lesson_") as folder:
         client = NotebookClient(notebook, kernel_name="python3", timeout=1800,
                                 resources={"metadata": {"path": folder}})
