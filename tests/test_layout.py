@@ -13,7 +13,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "minilth"
 # The modules that are command lines (a top-level `main`): a new command must be declared here, and in README's list.
-COMMANDS = {"find_ticket", "controls", "transfer", "sweep", "weights", "grade"}
+COMMANDS = {"find_ticket", "controls", "transfer", "sweep", "weights", "grade", "inside_ticket"}
 CORE = ("model", "prune", "train", "config", "ticket")
 CORE_LINES, MODEL_LINES, TICKET_LINES = 1500, 500, 300
 
@@ -225,7 +225,7 @@ def test_lines_are_counted_as_wc_does(tmp_path):
     assert wc_lines(tmp_path / "a.py") == 3 and wc_lines(tmp_path / "b.py") == 2
 
 
-@pytest.mark.parametrize("package", ["data", "checkpoints", "structured", "fast"])
+@pytest.mark.parametrize("package", ["data", "checkpoints", "structured", "fast", "anatomy"])
 def test_every_name_a_package_exports_exists(package):
     import importlib
     exported = importlib.import_module(f"minilth.{package}").__all__
