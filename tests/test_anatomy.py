@@ -182,17 +182,23 @@ def test_attention_measures_compare_models_head_by_head(tiny_checkpoint, glue_di
 
 def test_the_attention_on_the_positions_to_predict_of_a_masked_language_model(minilm_tokenizer):
     from minilth.data.mlm import load_mlm
+    from minilth.train import prepare_batch
     from conftest import FIXTURES
 
     task = get_task("mlm")
-    data = load_mlm(FIXTURES / "wikitext" / "wiki.test.raw", minilm_tokenizer, max_length=32, max_examples=8,
+    data = load_mlm(FIXTURES / "wikitext" / "wiki.test.raw", minilm_tokenizer, max_length=32, max_examples=3,
                     progress=False)
     model = tiny_model("mlm")
-    measures = attention_measures({"m": model}, data, task, batch_size=4, progress=False)
-    assert 0 < measures["targets"] < measures["tokens"]
+    measures = attention_measures({"m": model}, data, task, batch_size=3, progress=False)  # one batch, 3 != nh
+    batch = prepare_batch(collate(data.features, minilm_tokenizer.pad_id), task, data, torch.device("cpu"), 0)
+    target, real = (batch["labels"] != -100).float(), batch["attention_mask"].bool()  # (B, T) each
+    for layer, p in enumerate(attention_maps(model, batch)):  # (B, nh, T, T)
+        on_targets = torch.einsum("bhij,bj->bhi", p, target)  # each query token's attention on the targets
+        by_hand = on_targets.permute(1, 0, 2)[:, real].mean(-1)  # (nh,) mean over the real query tokens
+        assert torch.allclose(torch.tensor(measures["target_mass"]["m"][layer], dtype=torch.float64), by_hand.double(),
+                              atol=1e-6)
+    assert measures["targets"] == target.sum() and measures["tokens"] == real.sum()
     assert measures["target_share"] == measures["targets"] / measures["tokens"]
-    mass = torch.tensor(measures["target_mass"]["m"])  # (L, nh)
-    assert mass.shape == (2, 4) and ((mass > 0) & (mass < 1)).all()
     assert torch.tensor(measures["target_entropy"]["m"]).shape == (2, 4)
 
 
@@ -262,3 +268,21 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_rte_imp_run, tmp_path, ca
     error = capsys.readouterr().err
     assert message in error and len(error.strip().splitlines()) == 1
     assert not (tmp_path / "out" / "anatomy.json").exists()
+
+
+def test_the_command_on_an_mlm_run_measures_the_attention_on_the_positions_to_predict(tiny_checkpoint, tmp_path,
+                                                                                    capsys):
+    from minilth.config import TicketConfig
+    from minilth.ticket import find_ticket
+    from test_transfer import write_wikitext
+
+    config = TicketConfig(task="mlm", model=str(tiny_checkpoint), data_dir=str(write_wikitext(tmp_path / "data")),
+                          target_sparsity=0.1, max_train_examples=4, max_eval_examples=4, epochs=1, batch_size=4,
+                          seeds=[0, 1], device="cpu")
+    find_ticket(config, tmp_path / "mlm", progress=False, echo=None)
+    assert main([f"MLM={tmp_path / 'mlm'}", "--attention", "--no-oneshot", "--output", str(tmp_path / "out"),
+                 "--quiet"]) == 0
+    assert "attention on the positions to predict" in capsys.readouterr().out
+    study = json.loads((tmp_path / "out" / "anatomy.json").read_text())["attention"]["MLM"]
+    assert 0 < study["target_share"] < 1 and set(study["target_mass"]) == {"dense 0", "ticket 0", "dense 1", "ticket 1"}
+    assert (tmp_path / "out" / "attention_to_targets_mlm.png").is_file()

@@ -15,10 +15,11 @@ from .overlap import (chance_jaccard, format_overlap, only_in, overlap, overlap_
                       plot_overlap_by_part)
 from .runs import Ticket, finetuned_model, oneshot, read_ticket
 from .sparsity import MATRICES, format_sparsity, locate, plot_sparsity, sparsity_table
-from .study import InsideSettings, attention_study, changed_heads, example_maps, look_inside, summary_lines
+from .study import (InsideSettings, attention_study, changed_heads, example_maps, head_mean, look_inside,
+                    sign_over_seeds, summary_lines)
 
 __all__ = ["InsideSettings", "MATRICES", "Ticket", "attention_maps", "attention_measures", "attention_study",
            "chance_jaccard", "changed_heads", "entropy_bits", "example_maps", "finetuned_model", "format_overlap",
-           "format_sparsity", "js_divergence_bits", "locate", "look_inside", "oneshot", "only_in", "overlap",
+           "format_sparsity", "head_mean", "js_divergence_bits", "locate", "look_inside", "oneshot", "only_in", "overlap",
            "overlap_by_part", "overlap_matrix", "plot_attention_maps", "plot_head_measure", "plot_overlap",
-           "plot_overlap_by_part", "plot_sparsity", "read_ticket", "sparsity_table", "summary_lines"]
+           "plot_overlap_by_part", "plot_sparsity", "read_ticket", "sign_over_seeds", "sparsity_table", "summary_lines"]

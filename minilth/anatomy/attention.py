@@ -109,7 +109,7 @@ def attention_measures(models: dict, data, task, pairs: list[tuple[str, str]] = 
             target = batch["labels"] != -100  # (B, T) the positions to predict
             counts["targets"] += int(target.sum())
             for label, p in maps.items():
-                add("target_mass", label, (p * target[None, :, None, :]).sum(-1))
+                add("target_mass", label, (p * target[None, :, None, None, :]).sum(-1))  # keys that are targets
                 _accumulate(sums, "target_entropy", label, (entropy_bits(p) * target[None, :, None, :]).sum((1, 3)))
     measures = {key: {label: (total_ / counts["targets" if key == "target_entropy" else "tokens"]).tolist()
                       for label, total_ in values.items()} for key, values in sums.items()}
