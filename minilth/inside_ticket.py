@@ -1,7 +1,7 @@
 """python -m minilth.inside_ticket RUN_OR_MASK ...: look inside tickets, and write the figures and anatomy.json.
 
     python -m minilth.inside_ticket runs/classroom                       # its rounds, random and one-shot masks
-    python -m minilth.inside_ticket STS-B=runs/grid/imp/stsb MRPC=runs/grid/imp/mrpc MLM=runs/mlm/rounds/round_07/mask.pt
+    python -m minilth.inside_ticket STS-B=runs/grid/imp/stsb MRPC=runs/grid/imp/mrpc MLM=mlm/rounds/round_07/mask.pt
     python -m minilth.inside_ticket runs/classroom --attention --seeds 0 1   # fine-tunes again: minutes on a CPU
 
 Each source is a find_ticket output folder (its ticket: the round at --sparsity, default its last) or a

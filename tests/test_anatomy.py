@@ -38,7 +38,8 @@ def random_mask(model, sparsity: float, seed: int) -> Mask:
 def test_the_jaccard_of_a_mask_with_itself_is_1_and_of_disjoint_pruned_sets_0():
     mask = magnitude_prune(tiny_model(), Mask.dense(tiny_model()), 0.4)
     same = overlap(mask, mask)
-    assert same["jaccard"] == 1.0 == jaccard(mask, mask) and same["both"] == mask.num_pruned == same["either"] and same["share_of_a"] == 1.0
+    assert same["jaccard"] == 1.0 == jaccard(mask, mask) and same["share_of_a"] == 1.0
+    assert same["both"] == mask.num_pruned == same["either"]
     assert all(part["jaccard"] == 1.0 for part in overlap_by_part(mask, mask).values())
     assert overlap_matrix({"a": mask, "b": mask})["jaccard"] == [[1.0, 1.0], [1.0, 1.0]]
     first = Mask({"w": torch.tensor([True, False, False, True])})
@@ -59,7 +60,8 @@ def brute_force_chance(blocks) -> float:
     return total / math.prod(len(c) for c in choices)
 
 
-@pytest.mark.parametrize("blocks", [[(8, 3, 5)], [(6, 6, 2)], [(5, 2, 3), (4, 1, 2)], [(4, 1, 3), (3, 0, 2), (5, 4, 4)]])
+@pytest.mark.parametrize("blocks", [[(8, 3, 5)], [(6, 6, 2)], [(5, 2, 3), (4, 1, 2)],
+                                    [(4, 1, 3), (3, 0, 2), (5, 4, 4)]])
 def test_the_random_overlap_formula_is_the_definition_on_tiny_blocks(blocks):
     assert chance_jaccard(blocks) == pytest.approx(brute_force_chance(blocks), abs=1e-12)
 
@@ -257,6 +259,7 @@ def test_the_command_with_attention_compares_dense_and_ticket_over_seeds(tiny_rt
     (["{run}", "--sparsity", "0.7"], "no finished round at sparsity 0.7"),
     (["{run}", "{other_model}"], "different models"),
     (["{run}", "--attention-examples", "0"], "--attention-examples must be a positive"),
+    (["{run}", "{run}"], "two sources are named"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tiny_rte_imp_run, tmp_path, capsys, arguments, message):
     _, folder = tiny_rte_imp_run

@@ -41,10 +41,12 @@ def test_a_copy_is_stamped_and_keeps_what_a_browser_shows():
               "load": "load average 1.00, 1.00, 1.00", "solved": False, "source": "08_inside_a_ticket.ipynb"}
     copy = script.for_reading(notebook, record)
     stamp = copy.cells[0].source
-    assert all(text in stamp for text in ("2026-12-07", "AMD EPYC, 2 cores", "abc1234", "(../08_inside_a_ticket.ipynb)"))
+    assert all(text in stamp for text in ("2026-12-07", "AMD EPYC, 2 cores", "abc1234",
+                                          "(../08_inside_a_ticket.ipynb)"))
     assert copy.metadata["minilth"]["executed"] == record and "widgets" not in copy.metadata
-    assert copy.cells[1].source == ("See [notebook 4](../04_finding_a_ticket.ipynb), [the code](../../minilth/ticket.py),"
-                                    " [a site](https://a.b/c) and [below](#results).")
+    relinked = ("See [notebook 4](../04_finding_a_ticket.ipynb), [the code](../../minilth/ticket.py), "
+                "[a site](https://a.b/c) and [below](#results).")
+    assert copy.cells[1].source == relinked
     outputs = copy.cells[2].outputs
     assert [output.output_type for output in outputs] == ["stream", "display_data"]  # the widget is left out
     assert outputs[0].text == "100%|##########|\ndone\n"  # the progress bar's last frame

@@ -20,6 +20,7 @@ from .study import (InsideSettings, attention_study, changed_heads, example_maps
 
 __all__ = ["InsideSettings", "MATRICES", "Ticket", "attention_maps", "attention_measures", "attention_study",
            "chance_jaccard", "changed_heads", "entropy_bits", "example_maps", "finetuned_model", "format_overlap",
-           "format_sparsity", "head_mean", "js_divergence_bits", "locate", "look_inside", "oneshot", "only_in", "overlap",
-           "overlap_by_part", "overlap_matrix", "plot_attention_maps", "plot_head_measure", "plot_overlap",
-           "plot_overlap_by_part", "plot_sparsity", "read_ticket", "sign_over_seeds", "sparsity_table", "summary_lines"]
+           "format_sparsity", "head_mean", "js_divergence_bits", "locate", "look_inside", "oneshot", "only_in",
+           "overlap", "overlap_by_part", "overlap_matrix", "plot_attention_maps", "plot_head_measure",
+           "plot_overlap", "plot_overlap_by_part", "plot_sparsity", "read_ticket", "sign_over_seeds",
+           "sparsity_table", "summary_lines"]

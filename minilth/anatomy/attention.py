@@ -126,8 +126,7 @@ def _accumulate(sums: dict, key: str, label: str, value: torch.Tensor) -> None:
 # --- figures -----------------------------------------------------------------------------------------
 
 
-def plot_head_measure(values: dict[str, list[list[float]]], path: str | Path | None = None, label: str = "bits",
-                      vmax: float | None = None):
+def plot_head_measure(values: dict[str, list[list[float]]], path: str | Path | None = None, label: str = "bits"):
     """Returns a Figure of one heatmap per entry of `values` ({title: (L, nh)}), layers down, heads across, each
     cell's value written in it; saved as PNG and SVG when `path` is given."""
     grids = list(values.values())
@@ -135,7 +134,7 @@ def plot_head_measure(values: dict[str, list[list[float]]], path: str | Path | N
     fig = new_figure((0.62 * heads * len(grids) + 1.8, 0.5 * layers + 1.6))
     if fig is None:
         return None
-    top = vmax if vmax is not None else max(max(max(row) for row in grid) for grid in grids)
+    top = max(max(max(row) for row in grid) for grid in grids)  # one colour scale for every panel
     axes = fig.subplots(1, len(grids), squeeze=False)[0]
     for ax, (title, grid) in zip(axes, values.items()):
         image = annotated_heatmap(ax, [[100 * v for v in row] for row in grid], 0, 100 * top, "Oranges", "{:.0f}")
@@ -154,8 +153,8 @@ def plot_attention_maps(maps: dict[str, list[torch.Tensor]], tokens: list[str], 
     """Returns a Figure of the attention of a few heads on one sequence, the models side by side ({model: the
     sequence's attention_maps, (nh, T, T) per layer}); rows are the heads (layer, head); each panel's row is
     a token attending, its columns the tokens attended to. Saved as PNG and SVG when `path` is given."""
-    size = 0.19 * len(tokens) + 1.3
-    fig = new_figure((size * len(maps) + 1.0, size * len(heads)))
+    size = 0.17 * len(tokens) + 1.2
+    fig = new_figure((size * len(maps) + 1.0, size * len(heads)), layout="compressed")  # room for the tokens
     if fig is None:
         return None
     axes = fig.subplots(len(heads), len(maps), squeeze=False)

@@ -10,13 +10,14 @@ from ..lottery.report import SLIDE_FONT_SIZE
 DPI = 150  # the PNG's resolution: sharp on a slide, a few hundred kB at most
 
 
-def new_figure(figsize: tuple[float, float]):
-    """Returns a bare matplotlib Figure laid out by matplotlib's constrained layout, or None without matplotlib."""
+def new_figure(figsize: tuple[float, float], layout: str = "constrained"):
+    """Returns a bare matplotlib Figure laid out by matplotlib ("compressed" for square images), or None without
+    matplotlib."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
         return None
-    return Figure(figsize=figsize, layout="constrained")
+    return Figure(figsize=figsize, layout=layout)
 
 
 def save(fig, path: str | Path) -> list[Path]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import files
+from ..errors import MinilthError
 from ..checkpoints import load_tokenizer
 from ..data.batches import collate
 from ..lottery.mask_transfer import fingerprint
@@ -48,33 +49,64 @@ def look_inside(sources: list[str], output_dir: str | Path, settings: InsideSett
     mask prunes, how the masks overlap (every pair, and per layer) and, with settings.attention, the attention
     of each run's dense model and ticket; `echo` receives the same numbers as text."""
     settings = settings or InsideSettings()
-    tickets = [read_ticket(source, settings, data_dir=settings.data_dir, device=settings.device) for source in sources]
+    tickets = read_tickets(sources, settings)
+    numbers, masks = mask_numbers(tickets, settings.oneshot)  # every pair is compared before anything is written
     output = Path(output_dir)
-    result = {"sources": [describe(ticket) for ticket in tickets], "sparsity": {}, "attention": {}}
-    for ticket in tickets:
-        masks = where_it_prunes(ticket, settings.oneshot)
-        plot_sparsity(masks, output / f"sparsity_{slug(ticket.label)}")
-        result["sparsity"][ticket.label] = tables = {label: sparsity_table(mask) for label, mask in masks.items()}
-        for label, table in tables.items():
-            echo(format_sparsity(table, f"% pruned: {ticket.label}, {label}"))
-    compared = masks_to_compare(tickets, settings.oneshot)
-    result["overlap"] = matrix = overlap_matrix(compared)
-    plot_overlap(matrix, output / "overlap")
-    echo(format_overlap(matrix))
-    first, *others = compared
-    result["overlap_by_layer"] = by_layer = {f"{first} & {other}": overlap_by_part(compared[first], compared[other])
-                                             for other in others}
-    plot_overlap_by_part(by_layer, output / "overlap_by_layer")
+    write_mask_figures(numbers, masks, output, echo)
     for ticket in (t for t in tickets if settings.attention and t.run is not None):
-        study = attention_study(ticket, settings, progress)
-        models, seed = study.pop("models"), study["seeds"][0]
-        tokens, maps = example_maps({name: models[f"{name} {seed}"] for name in ("dense", "ticket")}, ticket)
-        plot_attention_maps(maps, tokens, changed_heads(study), output / f"attention_maps_{slug(ticket.label)}")
-        plot_attention_study(study, output, slug(ticket.label))
-        result["attention"][ticket.label] = study
-        echo("\n".join(summary_lines(study)))
-    files.write_text(output / "anatomy.json", json.dumps(result, indent=1) + "\n")
-    return result
+        numbers["attention"][ticket.label] = look_at_attention(ticket, settings, output, progress, echo)
+    files.write_text(output / "anatomy.json", json.dumps(numbers, indent=1) + "\n")
+    return numbers
+
+
+def read_tickets(sources: list[str], settings: InsideSettings) -> list[Ticket]:
+    """Returns the ticket of each source (runs.read_ticket); MinilthError when two share a label."""
+    tickets = [read_ticket(source, settings, data_dir=settings.data_dir, device=settings.device) for source in sources]
+    labels = [ticket.label for ticket in tickets]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise MinilthError(f"two sources are named {twice[0]}: name each one, LABEL=PATH")
+    return tickets
+
+
+def mask_numbers(tickets: list[Ticket], with_oneshot: bool) -> tuple[dict, dict]:
+    """Returns (the masks' numbers: sparsity tables, the overlap matrix and each pair with the first mask per
+    layer; the masks of each ticket's sparsity figure, {label: {name: mask}})."""
+    figures = {ticket.label: where_it_prunes(ticket, with_oneshot) for ticket in tickets}
+    compared = masks_to_compare(tickets, with_oneshot)
+    first, *others = compared
+    numbers = {"sources": [describe(ticket) for ticket in tickets],
+               "sparsity": {label: {name: sparsity_table(mask) for name, mask in masks.items()}
+                            for label, masks in figures.items()},
+               "overlap": overlap_matrix(compared),
+               "overlap_by_layer": {f"{first} & {other}": overlap_by_part(compared[first], compared[other])
+                                    for other in others},
+               "attention": {}}
+    return numbers, figures
+
+
+def write_mask_figures(numbers: dict, figures: dict, output: Path, echo=print) -> None:
+    """Writes sparsity_<label>, overlap and overlap_by_layer (PNG and SVG) and echoes their numbers."""
+    for label, masks in figures.items():
+        plot_sparsity(masks, output / f"sparsity_{slug(label)}")
+        for name, table in numbers["sparsity"][label].items():
+            echo(format_sparsity(table, f"% pruned: {label}, {name}"))
+    plot_overlap(numbers["overlap"], output / "overlap")
+    plot_overlap_by_part(numbers["overlap_by_layer"], output / "overlap_by_layer")
+    echo(format_overlap(numbers["overlap"]))
+
+
+def look_at_attention(ticket: Ticket, settings: InsideSettings, output: Path, progress: bool = True,
+                      echo=print) -> dict:
+    """Returns the attention study of a run's ticket (attention_study, without the models), after writing its
+    figures: attention_maps_<label> (a dev example, dense and ticket of the first seed) and attention_change_<label>."""
+    study = attention_study(ticket, settings, progress)
+    models, seed = study.pop("models"), study["seeds"][0]
+    tokens, maps = example_maps({name: models[f"{name} {seed}"] for name in ("dense", "ticket")}, ticket)
+    plot_attention_maps(maps, tokens, changed_heads(study), output / f"attention_maps_{slug(ticket.label)}")
+    plot_attention_study(study, output, slug(ticket.label))
+    echo("\n".join(summary_lines(study)))
+    return study
 
 
 def describe(ticket: Ticket) -> dict:
@@ -143,7 +175,7 @@ def head_mean(grid: list[list[float]]) -> float:
     return sum(map(sum, grid)) / sum(map(len, grid))
 
 
-def changed_heads(study: dict, most: int = 3) -> list[tuple[int, int]]:
+def changed_heads(study: dict, most: int = 2) -> list[tuple[int, int]]:
     """Returns the (layer, head) of the `most` heads whose attention the ticket changed most (the Jensen-Shannon
     divergence of dense and ticket, mean over seeds), then the head it changed least."""
     seeds = study["seeds"]
