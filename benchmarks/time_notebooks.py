@@ -32,10 +32,10 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 TUTORIALS = REPOSITORY / "tutorials"
 
 
-def run_notebook(path: Path, solved: bool = False) -> tuple[float, str, list[tuple[str, float]]]:
-    """Returns (seconds, its printed output, (tag, seconds) of each code cell) of one notebook executed top to
-    bottom in a temporary folder; `solved`: its exercise cells replaced by their solutions (a course lab)."""
-    if solved:  # the teacher's solved copy of the lab: each exercise cell holds its solution
+def execute(path: Path, solved: bool = False):
+    """Returns (the notebook executed top to bottom in a temporary folder, seconds); `solved`: a course lab as the
+    teacher's solved copy, each exercise cell holding its solution (python -m minilth.grade --write-labs DIR --solved)."""
+    if solved:
         from minilth.course.grading import copy_of
         notebook = nbformat.reads(json.dumps(copy_of(path, solved=True)), as_version=4)
     else:
@@ -45,7 +45,13 @@ def run_notebook(path: Path, solved: bool = False) -> tuple[float, str, list[tup
                                 resources={"metadata": {"path": folder}})
         started = time.perf_counter()
         client.execute()
-        seconds = time.perf_counter() - started
+        return notebook, time.perf_counter() - started
+
+
+def run_notebook(path: Path, solved: bool = False) -> tuple[float, str, list[tuple[str, float]]]:
+    """Returns (seconds, its printed output, (tag, seconds) of each code cell) of one notebook executed top to
+    bottom in a temporary folder; `solved`: its exercise cells replaced by their solutions (a course lab)."""
+    notebook, seconds = execute(path, solved)
     printed = "".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
                       for output in cell.outputs if output.get("output_type") == "stream"
                       and output.get("name") == "stdout")

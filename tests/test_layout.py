@@ -15,7 +15,7 @@ import pytest
 
 MINILTH = Path(__file__).resolve().parents[1] / "minilth"
 # The modules that are command lines (a top-level `main`): a new command must be declared here, and in README's list.
-COMMANDS = {"find_ticket", "controls", "transfer", "sweep", "weights", "grade", "train_mlm_head"}
+COMMANDS = {"find_ticket", "controls", "transfer", "sweep", "weights", "grade", "train_mlm_head", "inside_ticket"}
 CORE = ("model", "prune", "train", "config", "ticket")
 CORE_LINES, MODEL_LINES, TICKET_LINES = 1500, 500, 300
 
@@ -289,3 +289,11 @@ def test_lines_are_counted_as_wc_does(tmp_path):
     (tmp_path / "a.py").write_bytes(b"one\ntwo\n\nfour")  # no newline at the end: wc -l says 3
     (tmp_path / "b.py").write_bytes(b"x = 1\x0c\ny = '\xe2\x80\xa8'\n")  # form feed, U+2028: not line breaks to wc
     assert wc_lines(tmp_path / "a.py") == 3 and wc_lines(tmp_path / "b.py") == 2
+
+
+@pytest.mark.parametrize("package", ["data", "checkpoints", "structured", "fast", "anatomy"])
+def test_every_name_a_package_exports_exists(package):
+    import importlib
+    exported = importlib.import_module(f"minilth.{package}").__all__
+    for name in exported:
+        assert hasattr(importlib.import_module(f"minilth.{package}"), name), f"minilth.{package}.{name}"
