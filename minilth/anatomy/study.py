@@ -14,7 +14,7 @@ from .. import files
 from ..errors import MinilthError
 from ..checkpoints import load_tokenizer
 from ..data.batches import collate
-from ..lottery.mask_transfer import fingerprint
+from ..checkpoints.masks import mask_digest
 from ..lottery.run_folder import RoundChoice, load_task_data
 from ..prune import Mask
 from ..settings import check, setting
@@ -138,10 +138,10 @@ def masks_to_compare(tickets: list[Ticket], with_oneshot: bool) -> dict[str, Mas
     masks = {ticket.label: ticket.mask for ticket in tickets}
     extra = [(f"{t.label} one-shot", oneshot(t)) for t in tickets if with_oneshot and t.run is not None]
     extra += [(f"{t.label} random", t.random) for t in tickets[:1] if t.random is not None]
-    seen = {fingerprint(mask) for mask in masks.values()}
+    seen = {mask_digest(mask) for mask in masks.values()}
     for label, mask in extra:
-        if fingerprint(mask) not in seen:
-            seen.add(fingerprint(mask))
+        if mask_digest(mask) not in seen:
+            seen.add(mask_digest(mask))
             masks[label] = mask
     return masks
 
