@@ -451,7 +451,7 @@ def test_structured_flags_that_contradict_each_other_are_one_line(tiny_checkpoin
                            (["--importance-batches", "4"], "--importance-batches counts the batches of the gradient "
                                                            "ranking: add --importance gradient"),
                            (["--importance", "gradient", "--importance-batches", "-1"],
-                            "--importance-batches must be a whole number of batches, 0 for all, not -1")]:
+                            "--importance-batches must be a whole number of batches from 0 (all of them) to 1,000,000, not -1")]:
         with_structure = "--include-embeddings" in extra or "--importance-batches" in extra
         assert find_ticket_main((args if with_structure else without_structure) + extra) == 2
         err = capsys.readouterr().err
