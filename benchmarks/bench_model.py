@@ -191,7 +191,8 @@ def parity(pair: Pair, batches: dict[str, dict]) -> dict[str, float]:
     return diffs
 
 
-def bench_shape(shape: str, quick: bool, repeats: int | None, order: str) -> tuple[list[dict], dict[str, float]]:
+def bench_shape(shape: str, quick: bool, repeats: int | None, order: str,
+                precisions=("fp32", "bf16")) -> tuple[list[dict], dict[str, float]]:
     """Returns the result rows of one shape and its logit parity."""
     pair = build_pair(shape)
     vocab = pair.ours.config.vocab_size
@@ -201,7 +202,7 @@ def bench_shape(shape: str, quick: bool, repeats: int | None, order: str) -> tup
           flush=True)
     repeats = repeats or REPEATS[(shape, quick)]
     rows = []
-    for precision in ("fp32", "bf16"):
+    for precision in precisions:
         for mode in ("train", "infer"):
             for kind in BATCH_KINDS[(shape, mode)]:
                 seconds, faults = median_times(runners(pair, mode, batches[kind], precision, kind == "padded"),
@@ -290,6 +291,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true",
                         help="only measure torch.compile: MiniLM fp32 training, eager vs compiled, and compile time")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"],
+                        help="which to time (a CPU without AVX-512 BF16 or AMX emulates bf16, many times slower)")
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
         parser.error("--repeats must be at least 1")
@@ -310,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_line(), flush=True)
     rows, diffs = [], {}
     for shape in shapes:
-        shape_rows, diffs[shape] = bench_shape(shape, args.quick, args.repeats, args.order)
+        shape_rows, diffs[shape] = bench_shape(shape, args.quick, args.repeats, args.order, args.precisions)
         rows += shape_rows
     print()
     print(markdown_table(rows, diffs, args.order, (start_load, load_average())))

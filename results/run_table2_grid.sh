@@ -10,15 +10,25 @@
 # its 67,349 training sentences; the pooler kept dense (MiniLM never trained it); fp32 (a CPU without
 # AVX-512 emulates bf16, slower than fp32); batches grouped by length.
 # Every job resumes: run the script again after an interruption.
+#   results/run_table2_grid.sh runs/table2_grid                  # all five tasks
+#   results/run_table2_grid.sh runs/table2_small mrpc stsb rte   # some of them (a sweep of its own)
 set -euo pipefail
 # GLUE from $MINILTH_DATA_DIR, else data/glue (downloaded there when missing)
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/table2_grid}
-python -m minilth.sweep plan --output "$OUT" --tasks cola sst2 mrpc stsb rte \
+TASKS=("${@:2}"); [ ${#TASKS[@]} -gt 0 ] || TASKS=(cola sst2 mrpc stsb rte)
+declare -A SPARSITY=([cola]=0.5 [sst2]=0.6 [mrpc]=0.5 [stsb]=0.5 [rte]=0.6)  # the paper's, per task
+declare -A OWN=([cola]=cola:epochs=3 [sst2]=sst2:max_train_examples=20000)  # tasks' own fine-tuning settings
+sparsity=(); own=()
+for task in "${TASKS[@]}"; do
+  sparsity+=("$task=${SPARSITY[$task]}")
+  [ -z "${OWN[$task]:-}" ] || own+=("${OWN[$task]}")
+done
+python -m minilth.sweep plan --output "$OUT" --tasks "${TASKS[@]}" \
   --controls random_pruning random_reinit oneshot --seeds 0 1 2 --model all-MiniLM-L6-v2 \
-  --target-sparsity 0.6 --rate 0.25 --sparsity cola=0.5 sst2=0.6 mrpc=0.5 stsb=0.5 rte=0.6 \
+  --target-sparsity 0.6 --rate 0.25 --sparsity "${sparsity[@]}" \
   --keep-pooler --epochs 1 --learning-rate 1e-4 --group-by-length --precision fp32 --device cpu \
-  --task-settings cola:epochs=3 sst2:max_train_examples=20000 > /dev/null
+  ${own[@]:+--task-settings "${own[@]}"} > /dev/null
 shard() {  # run the share until none of its jobs waits for an IMP round of the other shard
   local log="$OUT.shard${1%/*}.log"
   while true; do
