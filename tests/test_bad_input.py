@@ -73,7 +73,7 @@ FIND_TICKET_CASES = FINETUNE_CASES + LOADING_CASES + OUTPUT_CASES + [
 CONTROLS_CASES = [case for case in FINETUNE_CASES if case[0][0] in ("--seeds", "--device", "--no-such-flag")] + \
     OUTPUT_CASES + [
     (["--data-dir", "{tmp}/nowhere"], "not found"),
-    (["--sparsity", "0.7"], "has no mask at sparsity 0.7 (it has 0.10, 0.20); pick one of those"),
+    (["--sparsity", "0.7"], "has no finished round at sparsity 0.7 (it has 0.1, 0.2)"),
     (["--sparsity", "abc"], "--sparsity takes one sparsity (0.5) or TASK=S pairs"),
     (["--sparsity", "2"], "--sparsity must be in (0, 1)"),
     (["--controls", "lucky_guess"], "invalid choice: 'lucky_guess'"),
