@@ -283,8 +283,8 @@ def test_the_command_on_an_mlm_run_measures_the_attention_on_the_positions_to_pr
                           target_sparsity=0.1, max_train_examples=4, max_eval_examples=4, epochs=1, batch_size=4,
                           seeds=[0, 1], device="cpu")
     find_ticket(config, tmp_path / "mlm", progress=False, echo=None)
-    assert main([f"MLM={tmp_path / 'mlm'}", "--attention", "--no-oneshot", "--output", str(tmp_path / "out"),
-                 "--quiet"]) == 0
+    assert main([f"MLM={tmp_path / 'mlm'}", "--attention", "--attention-examples", "4", "--no-oneshot", "--output",
+                 str(tmp_path / "out"), "--quiet"]) == 0
     assert "attention on the positions to predict" in capsys.readouterr().out
     study = json.loads((tmp_path / "out" / "anatomy.json").read_text())["attention"]["MLM"]
     assert 0 < study["target_share"] < 1 and set(study["target_mass"]) == {"dense 0", "ticket 0", "dense 1", "ticket 1"}
