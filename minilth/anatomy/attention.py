@@ -148,11 +148,19 @@ def plot_head_measure(values: dict[str, list[list[float]]], path: str | Path | N
     return fig
 
 
+MAX_TOKENS_DRAWN = 48  # tokens per axis of an attention-map figure
+
+
 def plot_attention_maps(maps: dict[str, list[torch.Tensor]], tokens: list[str], heads: list[tuple[int, int]],
                         path: str | Path | None = None):
     """Returns a Figure of the attention of a few heads on one sequence, the models side by side ({model: the
     sequence's attention_maps, (nh, T, T) per layer}); rows are the heads (layer, head); each panel's row is
-    a token attending, its columns the tokens attended to. Saved as PNG and SVG when `path` is given."""
+    a token attending, its columns the tokens attended to. Saved as PNG and SVG when `path` is given.
+
+    A sequence longer than MAX_TOKENS_DRAWN is drawn to its first MAX_TOKENS_DRAWN tokens (the maps cut there,
+    not renormalised): an MLM block's 128 labels per axis are unreadable, and take half a minute to draw."""
+    shown = min(len(tokens), MAX_TOKENS_DRAWN)
+    tokens = tokens[:shown]
     size = 0.17 * len(tokens) + 1.2
     fig = new_figure((size * len(maps) + 1.0, size * len(heads)), layout="compressed")  # room for the tokens
     if fig is None:
@@ -161,7 +169,7 @@ def plot_attention_maps(maps: dict[str, list[torch.Tensor]], tokens: list[str], 
     for row, (layer, head) in enumerate(heads):
         for column, (label, layers) in enumerate(maps.items()):
             ax = axes[row][column]
-            image = ax.imshow(layers[layer][head].numpy(), vmin=0, vmax=1, cmap="Greys")
+            image = ax.imshow(layers[layer][head][:shown, :shown].numpy(), vmin=0, vmax=1, cmap="Greys")
             ax.set_xticks(range(len(tokens)), tokens if row == len(heads) - 1 else [], rotation=90)
             ax.set_yticks(range(len(tokens)), tokens if column == 0 else [])
             ax.set_title(f"{label}, layer {layer} head {head}")
