@@ -46,7 +46,8 @@ def commit() -> str:
     """Returns the short commit of the repository, saying so when its code or notebooks have uncommitted changes."""
     git = ["git", "-C", str(REPOSITORY)]
     head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    changed = subprocess.run([*git, "status", "--porcelain", "--", "minilth", "tutorials", "course"],
+    copies = [f":(exclude){folder}" for folder in ("tutorials/executed", "course/solved")]  # this command's output
+    changed = subprocess.run([*git, "status", "--porcelain", "--", "minilth", "tutorials", "course", *copies],
                              capture_output=True, text=True).stdout.strip()
     return (head or "unknown") + (" with uncommitted changes" if changed else "")
 
