@@ -164,6 +164,9 @@ def test_entropy_and_jensen_shannon_divergence_in_bits():
     assert js_divergence_bits(one_hot, one_hot).item() == 0.0
     assert js_divergence_bits(one_hot, torch.tensor([0, 1.0, 0, 0])).item() == pytest.approx(1.0)
     assert 0 < js_divergence_bits(uniform, one_hot).item() < 1
+    # a long sequence's sharp attention leaves float32's smallest subnormal where the other row has 0: still finite
+    tiny = torch.tensor([torch.finfo(torch.float32).smallest_normal / 2 ** 23, 1.0])
+    assert 0 <= js_divergence_bits(tiny, torch.tensor([0, 1.0])).item() < 1e-30
 
 
 def test_attention_measures_compare_models_head_by_head(tiny_checkpoint, glue_dir):

@@ -41,7 +41,8 @@ QUICK_PER_NOTEBOOK = {
     "06_transfer_and_mlm_tickets.ipynb": {"CHANGES": {"target_sparsity": 0.1, "rate": 0.1},
                                           "TARGETS": ["stsb", "sst2"], "MLM_MAX_EXAMPLES": 8},
     "07_structured_tickets.ipynb": {"SPARSITY": 0.25},
-    "08_inside_a_ticket.ipynb": {"CHANGES": {"rate": 0.5, "seeds": [0, 1]}, "EXAMPLES": 4},
+    "08_inside_a_ticket.ipynb": {"CHANGES": {"rate": 0.5, "seeds": [0, 1]}, "EXAMPLES": 4,
+                                 "MLM": str(REPOSITORY / "results" / "mlm_ticket_minilm" / "inside" / "anatomy.json")},
 }
 MAX_PARAMETER_LINES = 8  # a student changes a few values, not a recipe
 

@@ -74,6 +74,7 @@ def entropy_bits(p: torch.Tensor) -> torch.Tensor:
 
 def js_divergence_bits(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """Returns the Jensen-Shannon divergence of the distributions along the last dimension, in bits (0 to 1)."""
+    p, q = p.double(), q.double()  # in float32 (p + q) / 2 underflows to 0 where p is the smallest subnormal: KL = inf
     m = (p + q) / 2
     kl = lambda a: (torch.special.xlogy(a, a) - torch.special.xlogy(a, m)).sum(-1)  # noqa: E731  KL(a || m), nats
     return (kl(p) + kl(q)) / (2 * math.log(2))
