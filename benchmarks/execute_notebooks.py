@@ -9,7 +9,8 @@ The source notebooks stay without outputs. Each copy opens with a stamp (the dat
 commit, its wall time and the load), its links point back to the sources' folder, and it keeps what a
 reader needs: printed text (progress bars at their last frame), tables and figures as PNG at screen
 resolution; the progress-bar widgets, which a browser shows only at their first frame, are left out.
-Each notebook runs in a fresh kernel in a temporary folder (benchmarks/time_notebooks.py's `execute`).
+Each notebook runs in a fresh kernel in its own folder, as in a student's Jupyter (benchmarks/time_notebooks.py's
+`execute`), so lesson 8 reads the classroom run in runs/classroom when one is there.
 """
 from __future__ import annotations
 

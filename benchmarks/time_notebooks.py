@@ -8,17 +8,16 @@ With --labs, each lab of course/ runs as the teacher's solved copy (python -m mi
 --solved), and the time of each step (its cells tagged setup, check or run, in order) is printed for the teacher's
 guide.
 
-Each notebook runs in a fresh kernel in a temporary folder (what it writes lands there), with the
-data already in $MINILTH_DATA_DIR, so the time is the lesson's and not a download's. Besides the
-time it prints the lines of the notebook's output that carry its result (metrics, verdicts,
-tables), so the effect a lesson shows is checked in the same run.
+Each notebook runs in a fresh kernel in its own folder, as in a student's Jupyter (what it writes goes
+to temporary folders), with the data already in $MINILTH_DATA_DIR, so the time is the lesson's and not
+a download's. Besides the time it prints the lines of the notebook's output that carry its result
+(metrics, verdicts, tables), so the effect a lesson shows is checked in the same run.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,24 +32,25 @@ TUTORIALS = REPOSITORY / "tutorials"
 
 
 def execute(path: Path, solved: bool = False):
-    """Returns (the notebook executed top to bottom in a temporary folder, seconds); `solved`: a course lab as the
-    teacher's solved copy, each exercise cell holding its solution (python -m minilth.grade --write-labs DIR --solved)."""
+    """Returns (the notebook executed top to bottom in its own folder, seconds); `solved`: a course lab as the
+    teacher's solved copy, each exercise cell holding its solution (python -m minilth.grade --write-labs DIR --solved).
+    The kernel starts where a student's Jupyter starts it, in the notebook's folder, so that its paths relative to
+    it resolve (lesson 8 reads ../runs/classroom and ../results/); what a lesson writes goes to temporary folders."""
     if solved:
         from minilth.course.grading import copy_of
         notebook = nbformat.reads(json.dumps(copy_of(path, solved=True)), as_version=4)
     else:
         notebook = nbformat.read(path, as_version=4)
-    with tempfile.TemporaryDirectory(prefix="minilth_lesson_") as folder:
-        client = NotebookClient(notebook, kernel_name="python3", timeout=1800,
-                                resources={"metadata": {"path": folder}})
-        started = time.perf_counter()
-        client.execute()
-        return notebook, time.perf_counter() - started
+    client = NotebookClient(notebook, kernel_name="python3", timeout=1800,
+                            resources={"metadata": {"path": str(path.parent)}})
+    started = time.perf_counter()
+    client.execute()
+    return notebook, time.perf_counter() - started
 
 
 def run_notebook(path: Path, solved: bool = False) -> tuple[float, str, list[tuple[str, float]]]:
     """Returns (seconds, its printed output, (tag, seconds) of each code cell) of one notebook executed top to
-    bottom in a temporary folder; `solved`: its exercise cells replaced by their solutions (a course lab)."""
+    bottom in its own folder; `solved`: its exercise cells replaced by their solutions (a course lab)."""
     notebook, seconds = execute(path, solved)
     printed = "".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
                       for output in cell.outputs if output.get("output_type") == "stream"
