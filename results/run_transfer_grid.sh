@@ -4,8 +4,9 @@
 # ticket at 50% (run_mlm_ticket.sh's run, whose 50% mask results/mlm_ticket_minilm keeps) and, as a row of its
 # own, a random mask of the same sparsity (STS-B's random-pruning control of seed 0 in the Table-2 grid).
 # Targets: STS-B, SST-2, CoLA and MRPC, with the Table-2 grid's settings (CoLA 3 epochs, SST-2 on its first
-# 20,000 sentences), seeds 0 and 1, beside each target's dense model. A cell the Table-2 grid already trained with these settings (a task's own 50% mask on its own task, a
-# dense model) is read from its IMP run, not trained again (minilth/lottery/mask_transfer.py, already_trained).
+# 20,000 sentences), seeds 0 and 1, beside each target's dense model. A cell the Table-2 grid already trained
+# with these settings (a task's own 50% mask on its own task, a dense model) is read from its IMP run, not
+# trained again (minilth/lottery/mask_transfer.py, already_trained).
 # Every cell is written when done: run the script again after an interruption.
 set -euo pipefail
 # GLUE from $MINILTH_DATA_DIR, else data/glue (downloaded there when missing)
