@@ -12,6 +12,7 @@ import minilth.scale.grid as sweep_module
 from minilth.config import TicketConfig
 from minilth.errors import MinilthError
 from minilth.lottery.baselines import TABLE_2
+from minilth.lottery.run_folder import start_run
 from minilth.scale.grid import Job, define, load_sweep, parse_shard, shard
 from minilth.sweep import main
 
@@ -204,6 +205,16 @@ def test_merge_of_a_partial_sweep_names_the_missing_jobs(sharded):
     seeds = {row.split(",")[0]: row.split(",")[3] for row in sharded[1]["first mrpc table"].splitlines()[1:]}
     assert seeds == {"dense": "2", "imp": "2", "random_pruning": "1", "random_reinit": "1"}
     assert "Table 2, MRPC" in out and "Random re-init (shuffled)" in out
+
+
+def test_merge_while_an_imp_job_trains_its_dense_round(grid, tmp_path):
+    """A shard that has started an IMP job has written its run's settings and no round yet; merge reads the rest."""
+    assert cli("plan", "--output", tmp_path, *grid)[0] == 0
+    sweep = load_sweep(tmp_path)
+    start_run(sweep.config_for("rte"), sweep.imp_folder("rte"), progress=False)
+    status, out, err = cli("merge", "--output", tmp_path)
+    assert status == 0 and err == "" and "Table 2, RTE" not in out
+    assert "16 of 16 jobs still missing:" in out and "  imp rte: ready" in out
 
 
 def test_an_interrupted_shard_resumes_and_redoes_nothing_finished(sharded, monkeypatch):

@@ -499,6 +499,8 @@ def table2_results_of(sweep: Sweep, task: str) -> dict[str, list[dict]]:
         run = read_run(sweep.imp_folder(task), with_data=False)
     except MinilthError:  # not started, or a round to train again: the missing jobs' list says which
         return {}
+    if not run.rounds:  # started, its dense round still training
+        return {}
     imp = next((r for r in run.rounds if r.index == sweep.round_index(sweep.sparsity[task])), None)
     if imp is None:  # no control can be finished either: they start from that round
         return {"dense": run.rounds[0].metrics}
