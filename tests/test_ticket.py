@@ -353,6 +353,24 @@ def test_one_seed_near_chance_is_undecided_however_the_rounds_score():
         summary["noise_rule"] and summary["noise"] == 0.03
 
 
+def test_a_dense_model_within_two_sampling_errors_of_chance_is_undecided():
+    from minilth.data.tasks import get_task
+    from minilth.lottery.verdict import summarize, table2_verdict
+
+    # RTE on MiniLM, 3 seeds: 52.7 (the majority class), 57.8, 56.7; the mean is 3.0 points above chance, more
+    # than one std over seeds (2.7) but not than two sampling errors of 277 dev pairs (6.0)
+    rte = rounds_of([0.527, 0.578, 0.567], [0.568, 0.560, 0.575], se=0.03, chance=0.527)
+    summary = summarize(rte, get_task("rte"))
+    assert summary["verdict"].startswith("undecided: the dense model's 0.5573 is within noise (0.0600) of the 0.5270")
+    assert summary["ticket_within_noise"] is None and summary["noise"] == pytest.approx(0.0268, abs=1e-4)
+    results = {"dense": [m for m in rte[0].metrics], "imp": rte[1].metrics}
+    assert table2_verdict(results, get_task("rte"), 0.25)[0].startswith("undecided at 25%")
+    # with 2,770 dev pairs the same scores would be 3 sampling errors above chance: the dense model learned
+    learned = summarize(rounds_of([0.527, 0.578, 0.567], [0.568, 0.560, 0.575], se=0.0095, chance=0.527),
+                        get_task("rte"))
+    assert learned["verdict"].startswith("the dense model learned") and learned["ticket_within_noise"] == 0.25
+
+
 def test_one_seed_uses_the_dev_sets_sampling_error_and_seeds_their_spread():
     from minilth.data.tasks import get_task
     from minilth.lottery.verdict import summarize

@@ -6,8 +6,10 @@
 A round is a winning ticket when its subnetwork, fine-tuned, matches the dense model of round 0
 (same seeds, same data): within the dense model's noise (the paper's definition), or at least as
 good as it. The noise is one standard deviation of the dense runs over seeds; with one seed, the
-dev set's own sampling error. A dense model within noise of chance learned nothing, and then no
-round is called a ticket.
+dev set's own sampling error. A dense model too close to chance may have learned nothing, and then
+no round is called a ticket: within its noise, or within two of the dev set's sampling errors, of
+what a model that learned nothing scores (on a dev set this size such a model lands that close by
+luck).
 """
 from __future__ import annotations
 
@@ -34,13 +36,14 @@ def summarize(rounds: list, task: Task, structure: str = "unstructured") -> dict
     `within_noise` (the paper's definition): the mean metric is at least the dense mean minus the
     dense model's noise. `at_least_dense`: the mean metric is at least the dense mean. The noise is
     one standard deviation of the dense runs over seeds (the paper's rule); with one seed, which
-    shows no spread, it is the dev set's own sampling error of the dense run. A dense model within
-    noise of chance learned nothing, and then no sparsity is called a ticket: `verdict` says why.
+    shows no spread, it is the dev set's own sampling error of the dense run. A dense model too close
+    to chance (`dense_learned`) may have learned nothing, and then no sparsity is called a ticket:
+    `verdict` says why.
     """
     metric = task.ticket_metric
     dense = describe([m[metric] for m in rounds[0].metrics])
     noise, rule = _noise(rounds[0].metrics, metric, dense)
-    learned, chance = dense_learned(rounds[0].metrics, metric, noise)
+    learned, chance, margin = dense_learned(rounds[0].metrics, metric, noise)
     table = []
     for r in rounds:
         values = [m[metric] for m in r.metrics]
@@ -53,7 +56,7 @@ def summarize(rounds: list, task: Task, structure: str = "unstructured") -> dict
     verdict = (f"the dense model learned: {dense['mean']:.4f} against {chance:.4f} for a model that learned nothing"
                if chance is not None else "no chance level is known for this task")
     if not learned:
-        verdict = (f"undecided: the dense model's {dense['mean']:.4f} is within noise ({noise:.4f}) of the "
+        verdict = (f"undecided: the dense model's {dense['mean']:.4f} is within noise ({margin:.4f}) of the "
                    f"{chance:.4f} a model that learned nothing scores, so matching it says nothing")
     return {"task": task.name, "structure": structure, "metric": metric, "dense_mean": dense["mean"],
             "dense_std": dense["std"],
@@ -75,11 +78,14 @@ def is_ticket(dense: list[float], subnetwork: list[float], sampling_error: float
     return mean >= statistics.fmean(dense) - noise, mean >= statistics.fmean(dense)
 
 
-def dense_learned(dense_metrics: list[dict], metric: str, noise: float) -> tuple[bool, float | None]:
-    """Returns (whether the dense model is more than `noise` above chance, the chance level); True when the task
-    has no chance level."""
+def dense_learned(dense_metrics: list[dict], metric: str, noise: float) -> tuple[bool, float | None, float]:
+    """Returns (whether the dense model learned, the chance level, the margin it must clear): its mean must stand
+    above chance by more than `noise` and than two of the dev set's sampling errors, since a model that learned
+    nothing scores within about two of chance by luck (RTE's 277 pairs: 3 points each). True with no chance level."""
     chance = dense_metrics[0].get(f"{metric}_chance")
-    return chance is None or statistics.fmean(m[metric] for m in dense_metrics) - chance > noise, chance
+    luck = 2 * statistics.fmean(m.get(f"{metric}_se", 0.0) for m in dense_metrics)
+    margin = max(noise, luck)
+    return chance is None or statistics.fmean(m[metric] for m in dense_metrics) - chance > margin, chance, margin
 
 
 def _noise(dense_metrics: list[dict], metric: str, dense: dict) -> tuple[float, str]:
@@ -129,19 +135,19 @@ def table2_verdict(results: dict[str, list[dict]], task: Task, sparsity: float) 
     """Returns Table 2's verdict in words: is IMP's subnetwork at `sparsity` a winning ticket (both definitions), and
     how far it stands from each control, from {setting: [metrics per seed]} ("dense", "imp", then controls).
 
-    The same rules as `summarize`: a dense model within noise of chance makes the ticket "undecided".
+    The same rules as `summarize`: a dense model too close to chance makes the ticket "undecided".
     """
     metric, scale = task.ticket_metric, percent_scale(task)
     dense = [m[metric] for m in results["dense"]]
     noise, _ = _noise(results["dense"], metric, describe(dense))
-    learned, chance = dense_learned(results["dense"], metric, noise)
+    learned, chance, margin = dense_learned(results["dense"], metric, noise)
     at, imp = f"{100 * sparsity:.0f}%", [m[metric] for m in results["imp"]]
     within_noise, at_least_dense = is_ticket(dense, imp, noise)
     lines = [f"IMP at {at}: {'a winning ticket' if within_noise else 'no winning ticket'} within one dense std "
              f"({scale * noise:.2f}), {'at least' if at_least_dense else 'below'} the dense mean"]
     if not learned:
         lines = [f"undecided at {at}: the dense model's {metric} {scale * statistics.fmean(dense):.2f} is within noise "
-                 f"({scale * noise:.2f}) of the {scale * chance:.2f} a model that learned nothing scores, so matching "
+                 f"({scale * margin:.2f}) of the {scale * chance:.2f} a model that learned nothing scores, so matching "
                  f"it says nothing"]
     for name, runs in results.items():
         if name in ("dense", "imp") or not runs:
