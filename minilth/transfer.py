@@ -17,7 +17,7 @@ from .data import get_task
 from .errors import run_cli
 from .files import check_writable_folder
 from .lottery.run_folder import RoundChoice
-from .lottery.mask_transfer import TransferSettings, transfer_matrix, write_outputs
+from .lottery.mask_transfer import TransferSettings, compare_cells, format_comparison, transfer_matrix, write_outputs
 from .scale import distributed
 from .settings import CommandParser, add_arguments, add_command_options, from_arguments
 from .train import FinetuneSettings
@@ -55,6 +55,8 @@ def run(args) -> int:
                              from_arguments(RoundChoice, args), labels=what.labels,
                              task_settings=what.task_settings, progress=not args.quiet)
     print(write_outputs(record, output))
+    if what.control:
+        print(format_comparison(compare_cells(record, what.control), what.control))
     print(f"{time.perf_counter() - started:.0f} s; results in {output}")
     return 0
 

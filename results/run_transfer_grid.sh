@@ -6,7 +6,8 @@
 # Targets: STS-B, SST-2, CoLA and MRPC, with the Table-2 grid's settings (CoLA 3 epochs, SST-2 on its first
 # 20,000 sentences), seeds 0 and 1, beside each target's dense model. A cell the Table-2 grid already trained
 # with these settings (a task's own 50% mask on its own task, a dense model) is read from its IMP run, not
-# trained again (minilth/lottery/mask_transfer.py, already_trained).
+# trained again (minilth/lottery/mask_transfer.py, already_trained). At the end every cell is compared with the
+# target's dense model and, seed by seed, with the random row (--control random).
 # Every cell is written when done: run the script again after an interruption.
 set -euo pipefail
 # GLUE from $MINILTH_DATA_DIR, else data/glue (downloaded there when missing)
@@ -18,4 +19,4 @@ time python -m minilth.transfer --masks "$GRID"/imp/{cola,sst2,mrpc,stsb,rte} re
   "$GRID/controls/stsb/sparsity_0.50/random_pruning/seed_0.mask.pt" \
   --labels cola sst2 mrpc stsb rte mlm random --sparsity 0.5 --tasks stsb sst2 cola mrpc --seeds 0 1 \
   --model all-MiniLM-L6-v2 --epochs 1 --learning-rate 1e-4 --group-by-length --precision fp32 --device cpu \
-  --task-settings cola:epochs=3 sst2:max_train_examples=20000 --output "$RUNS/transfer_grid" --quiet
+  --task-settings cola:epochs=3 sst2:max_train_examples=20000 --control random --output "$RUNS/transfer_grid" --quiet

@@ -222,8 +222,9 @@ def test_cli_fills_the_matrix_and_resumes(imp_run, tiny_checkpoint, glue_dir, tm
         raise AssertionError("a finished transfer was run again")
 
     monkeypatch.setattr(transfer_module, "finetune", no_training)
-    assert main(args) == 0
-    assert "0 fine-tunings to do" in capsys.readouterr().out
+    assert main(args + ["--labels", "rte@20%", "rte@10%", "--control", "rte@10%"]) == 0  # the default labels
+    out = capsys.readouterr().out
+    assert "0 fine-tunings to do" in out and "minus rte@10%, per seed" in out and "rte@20% minus rte@20%" in out
 
 
 def test_cli_bad_input_is_one_clear_line(imp_run, tiny_checkpoint, glue_dir, tmp_path, capsys):
@@ -237,6 +238,8 @@ def test_cli_bad_input_is_one_clear_line(imp_run, tiny_checkpoint, glue_dir, tmp
         (cli([masks_only], ["rte"], tiny_checkpoint, glue_dir, tmp_path / "d", "--sparsity", "0.5"),
          "no mask at sparsity 0.5 (it has 0.10, 0.20)"),
         (cli([masks_only, masks_only], ["rte"], tiny_checkpoint, glue_dir, tmp_path / "e"), "one distinct label"),
+        (cli([masks_only], ["rte"], tiny_checkpoint, glue_dir, tmp_path / "f", "--control", "random"),
+         "--control names a row by its label"),
     ]
     for args, message in cases:
         assert main(args) == 2
@@ -253,3 +256,26 @@ def test_output_folder_with_other_settings_is_refused(imp_run, tiny_checkpoint, 
     other = Experiment(**{**config.to_dict(), "learning_rate": 1e-3})
     with pytest.raises(MinilthError, match="other settings \\(learning_rate differ\\)"):
         transfer_module.transfer_matrix([masks_only], [get_task("rte")], other, tmp_path, progress=False, echo=None)
+
+
+def test_each_cell_is_compared_with_the_dense_spread_and_the_control_row_seed_by_seed():
+    runs = {}
+    for source, target, seed, value in [("dense", "stsb", 0, 0.80), ("dense", "stsb", 1, 0.78),
+                                        ("mlm", "stsb", 0, 0.79), ("mlm", "stsb", 1, 0.70),
+                                        ("random", "stsb", 0, 0.10), ("random", "stsb", 1, 0.20),
+                                        ("dense", "sst2", 0, 0.90), ("dense", "sst2", 1, 0.90),
+                                        ("mlm", "sst2", 0, 0.91), ("mlm", "sst2", 1, 0.90),
+                                        ("random", "sst2", 0, 0.80), ("random", "sst2", 1, 0.95)]:
+        metric = "pearson" if target == "stsb" else "acc"
+        runs[f"{source}|{target}|{seed}"] = {"source": source, "target": target, "seed": seed,
+                                             "metrics": {metric: value}}
+    record = {"tasks": ["stsb", "sst2"], "labels": ["mlm", "random"], "runs": runs}
+    stsb, sst2 = transfer_module.compare_cells(record, "random")
+    assert (stsb["source"], stsb["target"], stsb["seeds"]) == ("mlm", "stsb", [0, 1])
+    assert stsb["mean"] == pytest.approx(74.5) and stsb["minus_dense"] == pytest.approx(-4.5)
+    assert stsb["dense_std"] == pytest.approx(2 ** 0.5)  # the std of 80 and 78
+    assert not stsb["matches_dense"]  # 4.5 points below, the dense std is 1.4
+    assert stsb["minus_control"] == pytest.approx([69.0, 50.0])
+    assert sst2["matches_dense"] and sst2["minus_control"] == pytest.approx([11.0, -5.0])
+    text = transfer_module.format_comparison([stsb, sst2], "random")
+    assert "+69.00 +50.00" in text and "+11.00 -5.00" in text

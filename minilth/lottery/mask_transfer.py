@@ -36,9 +36,10 @@ from ..schemas import (TRANSFER_RECORD, FileError, check as check_schema, metric
                        round_record)
 from ..settings import check, flag, setting
 from ..train import finetune, model_for_task
-from .report import differences, percent_scale, render_table, to_json, transfer_heatmap, write_csv
+from .report import describe, differences, percent_scale, render_table, to_json, transfer_heatmap, write_csv
 from .run_folder import load_config, load_task_data, round_dir
 from .task_settings import TASK_SETTINGS_HELP, for_task, parse_task_settings
+from .verdict import is_ticket, separation
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class TransferSettings:
     tasks: list[str] = setting(help=f"target tasks, any of: {', '.join(TASKS)}")
     labels: list[str] | None = setting(None, "a name per mask source (default: folder@sparsity)")
     task_settings: list[str] | None = setting(None, TASK_SETTINGS_HELP)
+    control: str | None = setting(None, "the label of a control row (a random mask of the same sparsity): every "
+                                        "other row is compared with it seed by seed, and with the dense model")
 
     def __post_init__(self):
         self.tasks = [get_task(task).name for task in self.tasks]
@@ -65,6 +68,8 @@ class TransferSettings:
         check(self.labels is None or (len(self.labels) == len(self.masks) and len(set(self.labels)) == len(self.labels)
                                       and DENSE not in self.labels and all(label.strip() for label in self.labels)),
               f"give one distinct label per mask source (and none called '{DENSE}') with {flag('labels')}")
+        check(self.control is None or self.control in (self.labels or []),
+              f"{flag('control')} names a row by its label: give the labels with {flag('labels')} and one of them")
 
 
 # --- moving a mask ---------------------------------------------------------------------------------
@@ -360,3 +365,47 @@ def format_matrix(summary: dict) -> str:
     for source, row, diffs in zip(summary["sources"], summary["matrix"], summary["difference"]):
         lines.append([source] + ["-" if math.isnan(v) else f"{v:.2f} ({d:+.2f})" for v, d in zip(row, diffs)])
     return render_table([header] + lines)
+
+
+# --- what the matrix supports -----------------------------------------------------------------------
+
+
+def compare_cells(record: dict, control: str) -> list[dict]:
+    """Returns, per (source, target) cell, what a claim about it rests on, in percent: the mean and std over seeds;
+    the gap to the target's dense model and whether it is within one dense std (the winning-ticket rule,
+    `is_ticket`); and, seed by seed, the gap to the `control` row (a random mask's) on the same seed."""
+    cells = []
+    for target in record["tasks"]:
+        task = get_task(target)
+        values = {source: {run["seed"]: percent_scale(task) * run["metrics"][task.ticket_metric]
+                           for run in record["runs"].values() if run["source"] == source and run["target"] == target}
+                  for source in [DENSE, *record["labels"]]}
+        dense = describe(list(values[DENSE].values()))
+        for source in record["labels"]:
+            seeds = sorted(values[source])
+            if source == control or not seeds:
+                continue
+            cell = describe([values[source][seed] for seed in seeds])
+            cells.append({"source": source, "target": target, "metric": task.ticket_metric, "seeds": seeds,
+                          "mean": cell["mean"], "std": cell["std"], "dense_mean": dense["mean"],
+                          "dense_std": dense["std"], "minus_dense": cell["mean"] - dense["mean"],
+                          "matches_dense": is_ticket(list(values[DENSE].values()), list(values[source].values()))[0],
+                          "minus_control": [values[source][seed] - values[control][seed] for seed in seeds
+                                            if seed in values[control]]})
+    return cells
+
+
+def format_comparison(cells: list[dict], control: str) -> str:
+    """Returns the cells as a table, then per target whether the sources are told apart: the best one's mean minus
+    the worst one's, against the larger of their stds over seeds (`separation`)."""
+    header = ["source", "target", "mean +- std", "minus dense (its std)", "matches dense", f"minus {control}, per seed"]
+    table = [[c["source"], get_task(c["target"]).display_name, f"{c['mean']:.2f} +- {c['std']:.2f}",
+              f"{c['minus_dense']:+.2f} ({c['dense_std']:.2f})", "yes" if c["matches_dense"] else "no",
+              " ".join(f"{gap:+.2f}" for gap in c["minus_control"])] for c in cells]
+    lines = [render_table([header] + table)]
+    for target in dict.fromkeys(c["target"] for c in cells):
+        row = sorted((c for c in cells if c["target"] == target), key=lambda c: c["mean"])
+        worst, best = row[0], row[-1]
+        lines.append(f"{get_task(target).display_name}: {best['source']} minus {worst['source']}: "
+                     f"{separation(best['mean'] - worst['mean'], max(best['std'], worst['std']))}")
+    return "\n".join(lines)
