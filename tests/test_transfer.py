@@ -207,6 +207,8 @@ def test_cli_fills_the_matrix_and_resumes(imp_run, tiny_checkpoint, glue_dir, tm
     record = json.loads((output / "transfer.json").read_text())
     assert len(record["runs"]) == 6  # (dense + 2 masks) x 2 tasks x 1 seed
     assert set(record["sources"]) == {"rte@20%", "rte@10%"}
+    stored = transfer_module.load_matrix(output / "transfer.json")  # read back as transfer_matrix returned it
+    assert (stored["tasks"], stored["labels"], stored["seeds"]) == (["rte", "mrpc"], ["rte@20%", "rte@10%"], [0])
     rows = (output / "transfer.csv").read_text().splitlines()
     assert rows[0].startswith("source,target,seed,metric,value,dense_mean,minus_dense") and len(rows) == 7
     for row in rows[1:]:

@@ -314,6 +314,16 @@ def read_record(path: str | Path) -> dict:
     return record
 
 
+def load_matrix(path: str | Path) -> dict:
+    """Returns a transfer.json as `transfer_matrix` returns it, with its targets, labels and seeds in the order they
+    were run: a published matrix, read without its masks."""
+    record = read_record(path)
+    runs = record["runs"].values()
+    record["tasks"] = list(dict.fromkeys(run["target"] for run in runs))
+    record["labels"], record["seeds"] = list(record["sources"]), sorted({run["seed"] for run in runs})
+    return record
+
+
 def check_run_metrics(run: dict, source: str | Path, field: str = "") -> None:
     """Raises FileError unless a transfer run (a record's, at `field`; a sweep's cell) holds its target's metrics."""
     if run["target"] not in TASKS:
