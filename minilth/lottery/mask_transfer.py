@@ -390,16 +390,18 @@ def compare_cells(record: dict, control: str) -> list[dict]:
         values = {source: {run["seed"]: percent_scale(task) * run["metrics"][task.ticket_metric]
                            for run in record["runs"].values() if run["source"] == source and run["target"] == target}
                   for source in [DENSE, *record["labels"]]}
-        dense = describe(list(values[DENSE].values()))
+        dense_values = list(values[DENSE].values())
+        dense = describe(dense_values)
         for source in record["labels"]:
             seeds = sorted(values[source])
             if source == control or not seeds:
                 continue
-            cell = describe([values[source][seed] for seed in seeds])
+            cell_values = [values[source][seed] for seed in seeds]
+            cell = describe(cell_values)
             cells.append({"source": source, "target": target, "metric": task.ticket_metric, "seeds": seeds,
                           "mean": cell["mean"], "std": cell["std"], "dense_mean": dense["mean"],
                           "dense_std": dense["std"], "minus_dense": cell["mean"] - dense["mean"],
-                          "matches_dense": is_ticket(list(values[DENSE].values()), list(values[source].values()))[0],
+                          "matches_dense": is_ticket(dense_values, cell_values)[0],
                           "minus_control": [values[source][seed] - values[control][seed] for seed in seeds
                                             if seed in values[control]]})
     return cells
