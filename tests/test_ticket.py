@@ -363,7 +363,7 @@ def test_a_dense_model_within_two_sampling_errors_of_chance_is_undecided():
     summary = summarize(rte, get_task("rte"))
     assert summary["verdict"].startswith("undecided: the dense model's 0.5573 is within noise (0.0600) of the 0.5270")
     assert summary["ticket_within_noise"] is None and summary["noise"] == pytest.approx(0.0268, abs=1e-4)
-    results = {"dense": [m for m in rte[0].metrics], "imp": rte[1].metrics}
+    results = {"dense": rte[0].metrics, "imp": rte[1].metrics}
     assert table2_verdict(results, get_task("rte"), 0.25)[0].startswith("undecided at 25%")
     # with 2,770 dev pairs the same scores would be 3 sampling errors above chance: the dense model learned
     learned = summarize(rounds_of([0.527, 0.578, 0.567], [0.568, 0.560, 0.575], se=0.0095, chance=0.527),
